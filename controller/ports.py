@@ -1,0 +1,62 @@
+"""The narrow protocols at the controller's I/O edges. The reconciler talks only to these.
+
+Objects are plain dicts in the Kubernetes API's JSON shape (as ``kubectl get -o json`` shows them), so the
+pure rendering code needs no client models and tests can compare them directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Protocol
+
+Obj = dict[str, Any]
+
+
+class Kind(StrEnum):
+    CONFIGMAP = "ConfigMap"
+    SERVICE = "Service"
+    DEPLOYMENT = "Deployment"
+    INGRESS = "Ingress"
+    LEASE = "Lease"
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class ClusterReader(Protocol):
+    def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
+        """The object, or None when it does not exist. Other failures raise `ClusterError`."""
+        ...
+
+    def list_policies(self, namespaces: Sequence[str] | None) -> list[Obj]:
+        """ConfigMaps labelled ``songbird.dev/policy=true`` in the given namespaces (None: all)."""
+        ...
+
+
+class ClusterWriter(Protocol):
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]) -> Obj:
+        """Apply a JSON merge patch (``application/merge-patch+json``); None values delete keys."""
+        ...
+
+    def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Obj:
+        ...
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> None:
+        """Delete; an object already gone is not an error."""
+        ...
+
+
+class Recorder(Protocol):
+    def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
+        """Emit a Kubernetes Event about ``obj``. Never raises: events are best effort."""
+        ...
