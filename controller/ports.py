@@ -38,6 +38,10 @@ class ClusterReader(Protocol):
         """The object, or None when it does not exist. Other failures raise `ClusterError`."""
         ...
 
+    def list_objects(self, kind: Kind, namespace: str) -> list[Obj]:
+        """Every object of a kind in a namespace."""
+        ...
+
     def list_policies(self, namespaces: Sequence[str] | None) -> list[Obj]:
         """ConfigMaps labelled ``songbird.dev/policy=true`` in the given namespaces (None: all)."""
         ...
