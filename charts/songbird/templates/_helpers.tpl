@@ -1,0 +1,109 @@
+{{/*
+Names, labels and the RBAC rules of the Songbird chart.
+The RBAC rules are written once here and included by the ClusterRole and by every namespaced Role, as
+argo-helm's charts/argo-rollouts does with its controller role rules.
+*/}}
+
+{{- define "songbird.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "songbird.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "songbird.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "songbird.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "songbird.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "songbird.labels" -}}
+helm.sh/chart: {{ include "songbird.chart" . }}
+{{ include "songbird.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "songbird.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "songbird.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+Namespaces the controller watches. In namespaced mode an empty list means the release namespace alone.
+*/}}
+{{- define "songbird.watchNamespaces" -}}
+{{- if and .Values.rbac.namespaced (not .Values.watchNamespaces) }}
+{{- .Release.Namespace }}
+{{- else }}
+{{- join "," .Values.watchNamespaces }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the controller calls in the namespaces it watches, and nothing more:
+- configmaps: read the policies, patch their status annotation;
+- ingresses: read the main Ingress, create, patch and delete the canary Ingress;
+- services: read the Services the Ingresses route to;
+- deployments: read and scale the canary and stable Deployments, merge the canary's placement;
+- events: record what it did.
+*/}}
+{{- define "songbird.rbacRules" -}}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+Leader election: the controller's own Lease, in the release namespace only. Creating cannot be limited to a
+name (the API checks create before the object exists); reading and renewing can.
+*/}}
+{{- define "songbird.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ .Values.controller.leaderElection.leaseName | quote }}]
+  verbs: ["get", "update"]
+{{- end }}
+
+{{/*
+The settings ConfigMap's data, also hashed into the pods' checksum/config annotation.
+*/}}
+{{- define "songbird.settings" -}}
+SONGBIRD_PROMETHEUS_URL: {{ .Values.controller.prometheusUrl | quote }}
+SONGBIRD_NAMESPACES: {{ include "songbird.watchNamespaces" . | quote }}
+SONGBIRD_LOG_LEVEL: {{ .Values.controller.logLevel | quote }}
+SONGBIRD_ANNOTATION_PREFIX: {{ .Values.controller.annotationPrefix | quote }}
+SONGBIRD_METRICS_ADDRESS: {{ printf "0.0.0.0:%d" (int .Values.controller.metricsPort) | quote }}
+SONGBIRD_LEASE_NAME: {{ .Values.controller.leaderElection.leaseName | quote }}
+{{- end }}
