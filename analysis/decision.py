@@ -39,14 +39,14 @@ class Action(StrEnum):
 class Facts:
     """What the controller observed in the cluster this tick (already resolved to names and numbers)."""
 
-    canary: str                 # canary Deployment
-    stable: str                 # stable Deployment
+    canary: str  # canary Deployment
+    stable: str  # stable Deployment
     canary_service: str
-    stable_service: str         # the Service the main route sends traffic to now
-    revision: str               # fingerprint of the canary pod template
-    stable_replicas: int        # spec.replicas of the stable Deployment
-    canary_replicas: int        # spec.replicas of the canary Deployment
-    canary_ready: int           # status.readyReplicas of the canary Deployment
+    stable_service: str  # the Service the main route sends traffic to now
+    revision: str  # fingerprint of the canary pod template
+    stable_replicas: int  # spec.replicas of the stable Deployment
+    canary_replicas: int  # spec.replicas of the canary Deployment
+    canary_ready: int  # status.readyReplicas of the canary Deployment
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,8 +54,8 @@ class Decision:
     state: RolloutState
     action: Action
     reason: str
-    target: Target | None       # None: leave every object as it is
-    again: bool = False         # record this, then decide again in the same tick (next safe transition)
+    target: Target | None  # None: leave every object as it is
+    again: bool = False  # record this, then decide again in the same tick (next safe transition)
 
 
 def _tolerance(policy: Policy) -> float:
@@ -81,8 +81,12 @@ def decide(
 ) -> Decision:
     if _needs_start(state, facts):
         if facts.canary == facts.stable:
-            return Decision(state=replace(state, phase=Phase.IDLE, updated_at=now), action=Action.HOLD,
-                            reason=f"canary {facts.canary} is already the stable version", target=None)
+            return Decision(
+                state=replace(state, phase=Phase.IDLE, updated_at=now),
+                action=Action.HOLD,
+                reason=f"canary {facts.canary} is already the stable version",
+                target=None,
+            )
         return _start(policy, state, facts, now)
     if state.phase is Phase.INITIALIZING:
         return _initializing(policy, state, facts, now)
@@ -92,8 +96,9 @@ def decide(
         return _promoting(policy, state, facts, now)
     if state.phase is Phase.ROLLING_BACK:
         done = replace(state, phase=Phase.FAILED, weight=0.0, updated_at=now)
-        return Decision(state=done, action=Action.ROLLBACK, reason=state.reason,
-                        target=_rolled_back(state, facts))
+        return Decision(
+            state=done, action=Action.ROLLBACK, reason=state.reason, target=_rolled_back(state, facts)
+        )
     return Decision(state=state, action=Action.HOLD, reason=state.reason, target=None)  # finished or idle
 
 
@@ -111,33 +116,56 @@ def _start(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Dec
     if restarting and state.total_replicas:
         total = state.total_replicas
     new = RolloutState(
-        phase=Phase.INITIALIZING, step=-1, weight=0.0, canary=facts.canary, stable=facts.stable,
-        canary_service=facts.canary_service, stable_service=facts.stable_service, revision=facts.revision,
-        total_replicas=total, started_at=now, step_started_at=None, updated_at=now,
+        phase=Phase.INITIALIZING,
+        step=-1,
+        weight=0.0,
+        canary=facts.canary,
+        stable=facts.stable,
+        canary_service=facts.canary_service,
+        stable_service=facts.stable_service,
+        revision=facts.revision,
+        total_replicas=total,
+        started_at=now,
+        step_started_at=None,
+        updated_at=now,
     )
     if restarting:
         reason = f"canary {facts.canary} pod template changed: restarting from step 1"
     else:
         reason = f"rollout of {facts.canary} started (stable {facts.stable}, {total} replicas)"
     new = replace(new, reason=reason)
-    return Decision(state=new, action=Action.ADVANCE, reason=reason,
-                    target=_target(policy, new, weight=0.0, match=False), again=True)
+    return Decision(
+        state=new,
+        action=Action.ADVANCE,
+        reason=reason,
+        target=_target(policy, new, weight=0.0, match=False),
+        again=True,
+    )
 
 
-def _target(policy: Policy, state: RolloutState, *, weight: float, match: bool,
-            replicas_for: float | None = None) -> Target:
+def _target(
+    policy: Policy, state: RolloutState, *, weight: float, match: bool, replicas_for: float | None = None
+) -> Target:
     return Target(
-        traffic=TrafficSplit(stable_service=state.stable_service, canary_service=state.canary_service,
-                             weight=weight, match_routes=match),
-        canary_replicas=canary_replicas(policy, policy.steps[0] if replicas_for is None else replicas_for,
-                                        state.total_replicas),
+        traffic=TrafficSplit(
+            stable_service=state.stable_service,
+            canary_service=state.canary_service,
+            weight=weight,
+            match_routes=match,
+        ),
+        canary_replicas=canary_replicas(
+            policy, policy.steps[0] if replicas_for is None else replicas_for, state.total_replicas
+        ),
         stable_replicas=state.total_replicas,
     )
 
 
 def _rolled_back(state: RolloutState, facts: Facts) -> Target:
-    return Target(traffic=TrafficSplit(stable_service=state.stable_service or facts.stable_service),
-                  canary_replicas=0, stable_replicas=state.total_replicas or facts.stable_replicas)
+    return Target(
+        traffic=TrafficSplit(stable_service=state.stable_service or facts.stable_service),
+        canary_replicas=0,
+        stable_replicas=state.total_replicas or facts.stable_replicas,
+    )
 
 
 def _initializing(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
@@ -145,16 +173,33 @@ def _initializing(policy: Policy, state: RolloutState, facts: Facts, now: float)
     needed = canary_replicas(policy, first, state.total_replicas)
     if facts.canary_ready < needed or facts.canary_replicas < needed:
         reason = f"waiting for canary pods: {facts.canary_ready}/{needed} ready"
-        return Decision(state=replace(state, updated_at=now), action=Action.HOLD, reason=reason,
-                        target=_target(policy, state, weight=0.0, match=False))
+        return Decision(
+            state=replace(state, updated_at=now),
+            action=Action.HOLD,
+            reason=reason,
+            target=_target(policy, state, weight=0.0, match=False),
+        )
     reason = f"step 1/{len(policy.steps)}: weight {first:g}% ({needed} canary replicas ready)"
-    new = replace(state, phase=Phase.PROGRESSING, step=0, weight=first, step_started_at=now, updated_at=now,
-                  reason=reason)
-    return Decision(state=new, action=Action.ADVANCE, reason=reason,
-                    target=_target(policy, new, weight=first, match=True, replicas_for=first))
+    new = replace(
+        state,
+        phase=Phase.PROGRESSING,
+        step=0,
+        weight=first,
+        step_started_at=now,
+        updated_at=now,
+        reason=reason,
+    )
+    return Decision(
+        state=new,
+        action=Action.ADVANCE,
+        reason=reason,
+        target=_target(policy, new, weight=first, match=True, replicas_for=first),
+    )
 
 
-def _record(policy: Policy, state: RolloutState, results: tuple[MetricResult, ...], now: float) -> RolloutState:
+def _record(
+    policy: Policy, state: RolloutState, results: tuple[MetricResult, ...], now: float
+) -> RolloutState:
     failed = any(r.verdict is Verdict.FAIL for r in results)
     errored = any(r.verdict is Verdict.ERROR for r in results)
     evaluation = Evaluation(at=now, step=state.step, weight=state.weight, results=results)
@@ -183,15 +228,24 @@ def _rollback(state: RolloutState, facts: Facts, reason: str, now: float) -> Dec
     # First transition: withdraw canary traffic and header/cookie routing, keep the pods; the next one
     # (same tick) removes the canary route and scales the canary down.
     target = Target(
-        traffic=TrafficSplit(stable_service=state.stable_service, canary_service=state.canary_service,
-                             weight=0.0, match_routes=False),
-        canary_replicas=max(facts.canary_replicas, 0), stable_replicas=state.total_replicas,
+        traffic=TrafficSplit(
+            stable_service=state.stable_service,
+            canary_service=state.canary_service,
+            weight=0.0,
+            match_routes=False,
+        ),
+        canary_replicas=max(facts.canary_replicas, 0),
+        stable_replicas=state.total_replicas,
     )
     return Decision(state=new, action=Action.ROLLBACK, reason=reason, target=target, again=True)
 
 
 def _progressing(
-    policy: Policy, state: RolloutState, facts: Facts, results: tuple[MetricResult, ...] | None, now: float,
+    policy: Policy,
+    state: RolloutState,
+    facts: Facts,
+    results: tuple[MetricResult, ...] | None,
+    now: float,
 ) -> Decision:
     steps = policy.steps
     step = min(state.step, len(steps) - 1)
@@ -209,13 +263,23 @@ def _progressing(
         limit = policy.analysis.failure_limit
         if failed and state.consecutive_failures >= limit:
             r = failed[0]
-            return _rollback(state, facts, f"{r.name}: {r.reason} ({state.consecutive_failures} consecutive "
-                             f"failed evaluations, failureLimit {limit})", now)
+            return _rollback(
+                state,
+                facts,
+                f"{r.name}: {r.reason} ({state.consecutive_failures} consecutive "
+                f"failed evaluations, failureLimit {limit})",
+                now,
+            )
         if state.error_since is not None and now - state.error_since >= policy.analysis.error_deadline:
             errors = [r for r in results if r.verdict is Verdict.ERROR]
             silent = format_duration(now - state.error_since)
-            return _rollback(state, facts, f"metrics unavailable for {silent} (errorDeadline "
-                             f"{format_duration(policy.analysis.error_deadline)}): {errors[0].reason}", now)
+            return _rollback(
+                state,
+                facts,
+                f"metrics unavailable for {silent} (errorDeadline "
+                f"{format_duration(policy.analysis.error_deadline)}): {errors[0].reason}",
+                now,
+            )
 
     latest = _latest(state)
     verdicts = latest.results if latest is not None else ()
@@ -229,31 +293,57 @@ def _progressing(
 
     needed_now = canary_replicas(policy, state.weight, state.total_replicas)
     if facts.canary_ready < needed_now:
-        return _hold(state, state.phase, f"{label}: canary not ready ({facts.canary_ready}/{needed_now})",
-                     current, now)
+        return _hold(
+            state, state.phase, f"{label}: canary not ready ({facts.canary_ready}/{needed_now})", current, now
+        )
 
     elapsed = now - (state.step_started_at or now)
     if latest is None:
         return _hold(state, state.phase, f"{label}: waiting for the first evaluation", current, now)
     blocking = [r for r in verdicts if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
     if elapsed < policy.interval - _tolerance(policy) or blocking:
-        why = (f"holding: {summarize(tuple(blocking))}" if blocking else
-               f"{format_duration(elapsed)} of {format_duration(policy.interval)}; {summarize(verdicts)}")
+        why = (
+            f"holding: {summarize(tuple(blocking))}"
+            if blocking
+            else f"{format_duration(elapsed)} of {format_duration(policy.interval)}; {summarize(verdicts)}"
+        )
+        if not blocking and step + 1 < len(steps) and elapsed + policy.analysis.cadence >= policy.interval:
+            # One cadence before the step ends, start the next step's canary pods, so the weight can rise
+            # on time. Extra canary pods receive no more traffic than the weight in force.
+            current = replace(
+                current,
+                canary_replicas=max(
+                    current.canary_replicas, canary_replicas(policy, steps[step + 1], state.total_replicas)
+                ),
+            )
         return _hold(state, state.phase, f"{label}: {why}", current, now)
 
     if step + 1 < len(steps):
         nxt = steps[step + 1]
         needed = canary_replicas(policy, nxt, state.total_replicas)
         if facts.canary_replicas < needed or facts.canary_ready < needed:
-            reason = (f"{label}: scaling canary to {needed} replicas before raising the weight to {nxt:g}% "
-                      f"({facts.canary_ready}/{needed} ready)")
+            reason = (
+                f"{label}: scaling canary to {needed} replicas before raising the weight to {nxt:g}% "
+                f"({facts.canary_ready}/{needed} ready)"
+            )
             scaled = replace(current, canary_replicas=needed)
             return _hold(state, state.phase, reason, scaled, now)
         reason = f"step {step + 2}/{len(steps)}: weight {nxt:g}% (analysis: {summarize(verdicts)})"
-        new = replace(state, phase=Phase.PROGRESSING, step=step + 1, weight=nxt, step_started_at=now,
-                      updated_at=now, reason=reason)
-        return Decision(state=new, action=Action.ADVANCE, reason=reason,
-                        target=_target(policy, new, weight=nxt, match=True, replicas_for=nxt))
+        new = replace(
+            state,
+            phase=Phase.PROGRESSING,
+            step=step + 1,
+            weight=nxt,
+            step_started_at=now,
+            updated_at=now,
+            reason=reason,
+        )
+        return Decision(
+            state=new,
+            action=Action.ADVANCE,
+            reason=reason,
+            target=_target(policy, new, weight=nxt, match=True, replicas_for=nxt),
+        )
 
     # Last step: promotion needs every metric to PASS.
     if verdicts and all(r.verdict is Verdict.PASS for r in verdicts):
@@ -261,8 +351,10 @@ def _progressing(
     waited = elapsed - policy.interval
     max_wait = policy.analysis.compare.max_wait
     if waited < max_wait:
-        reason = (f"{label}: waiting for promotion evidence ({format_duration(max(waited, 0))} of "
-                  f"{format_duration(max_wait)}): {summarize(verdicts)}")
+        reason = (
+            f"{label}: waiting for promotion evidence ({format_duration(max(waited, 0))} of "
+            f"{format_duration(max_wait)}): {summarize(verdicts)}"
+        )
         return _hold(state, state.phase, reason, current, now)
     mode = policy.analysis.compare.on_inconclusive
     why = f"inconclusive after {format_duration(elapsed)} at {state.weight:g}%: {summarize(verdicts)}"
@@ -274,15 +366,23 @@ def _progressing(
 
 
 def _hold(state: RolloutState, phase: Phase, reason: str, target: Target, now: float) -> Decision:
-    return Decision(state=replace(state, phase=phase, reason=reason, updated_at=now), action=Action.HOLD,
-                    reason=reason, target=target)
+    return Decision(
+        state=replace(state, phase=phase, reason=reason, updated_at=now),
+        action=Action.HOLD,
+        reason=reason,
+        target=target,
+    )
 
 
 def _promote(policy: Policy, state: RolloutState, reason: str, now: float) -> Decision:
     new = replace(state, phase=Phase.PROMOTING, reason=f"promoting: {reason}", updated_at=now)
-    return Decision(state=new, action=Action.PROMOTE, reason=new.reason,
-                    target=_target(policy, new, weight=state.weight, match=True, replicas_for=100.0),
-                    again=True)
+    return Decision(
+        state=new,
+        action=Action.PROMOTE,
+        reason=new.reason,
+        target=_target(policy, new, weight=state.weight, match=True, replicas_for=100.0),
+        again=True,
+    )
 
 
 def _promoting(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
@@ -291,21 +391,32 @@ def _promoting(policy: Policy, state: RolloutState, facts: Facts, now: float) ->
         # Canary at full size first; switch the main route only when all of it is ready.
         if facts.canary_ready < total or facts.canary_replicas < total:
             reason = f"promoting: waiting for the canary at full size ({facts.canary_ready}/{total} ready)"
-            return Decision(state=replace(state, reason=reason, updated_at=now), action=Action.HOLD,
-                            reason=reason,
-                            target=_target(policy, state, weight=state.weight, match=True,
-                                           replicas_for=100.0))
-        reason = (f"promoted: main route now sends all traffic to {state.canary_service}; {state.stable} "
-                  f"scales to 0 after {format_duration(policy.promotion.scale_down_delay)}")
+            return Decision(
+                state=replace(state, reason=reason, updated_at=now),
+                action=Action.HOLD,
+                reason=reason,
+                target=_target(policy, state, weight=state.weight, match=True, replicas_for=100.0),
+            )
+        reason = (
+            f"promoted: main route now sends all traffic to {state.canary_service}; {state.stable} "
+            f"scales to 0 after {format_duration(policy.promotion.scale_down_delay)}"
+        )
         new = replace(state, promoted_at=now, weight=100.0, reason=reason, updated_at=now)
-        switched = Target(traffic=TrafficSplit(stable_service=state.canary_service),
-                          canary_replicas=total, stable_replicas=total)
+        switched = Target(
+            traffic=TrafficSplit(stable_service=state.canary_service),
+            canary_replicas=total,
+            stable_replicas=total,
+        )
         return Decision(state=new, action=Action.PROMOTE, reason=reason, target=switched, again=True)
-    switched = Target(traffic=TrafficSplit(stable_service=state.canary_service), canary_replicas=total,
-                      stable_replicas=total)
+    switched = Target(
+        traffic=TrafficSplit(stable_service=state.canary_service),
+        canary_replicas=total,
+        stable_replicas=total,
+    )
     if now - state.promoted_at < policy.promotion.scale_down_delay:
         return Decision(state=state, action=Action.HOLD, reason=state.reason, target=switched)
     reason = f"succeeded: {state.canary} is the stable version; {state.stable} scaled to 0"
     done = replace(state, phase=Phase.SUCCEEDED, reason=reason, updated_at=now)
-    return Decision(state=done, action=Action.PROMOTE, reason=reason,
-                    target=replace(switched, stable_replicas=0))
+    return Decision(
+        state=done, action=Action.PROMOTE, reason=reason, target=replace(switched, stable_replicas=0)
+    )

@@ -18,10 +18,10 @@ from config.policy import Policy
 class TrafficSplit:
     """Desired routing. ``canary_service`` None means no canary route exists at all."""
 
-    stable_service: str                 # where the main route sends traffic
-    canary_service: str | None = None   # where the canary route sends its share
-    weight: float = 0.0                 # percent of plain requests sent to the canary route
-    match_routes: bool = False          # header/cookie routing to the canary switched on
+    stable_service: str  # where the main route sends traffic
+    canary_service: str | None = None  # where the canary route sends its share
+    weight: float = 0.0  # percent of plain requests sent to the canary route
+    match_routes: bool = False  # header/cookie routing to the canary switched on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,5 +46,5 @@ def canary_replicas(policy: Policy, weight: float, total: int) -> int:
 
 
 def total_replicas(policy: Policy, stable_replicas: int) -> int:
-    """Replicas of the whole service: the policy's ``replicas.total``, else the stable's count (at least 1)."""
+    """Replicas of the whole service: ``replicas.total``, else the stable's count (at least 1)."""
     return policy.replicas.total or max(stable_replicas, 1)

@@ -42,33 +42,41 @@ class Evaluation:
     results: tuple[MetricResult, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "step": self.step, "weight": self.weight,
-                "results": [r.to_dict() for r in self.results]}
+        return {
+            "at": self.at,
+            "step": self.step,
+            "weight": self.weight,
+            "results": [r.to_dict() for r in self.results],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
-        return cls(at=float(data["at"]), step=int(data["step"]), weight=float(data["weight"]),
-                   results=tuple(MetricResult.from_dict(r) for r in data.get("results", [])))
+        return cls(
+            at=float(data["at"]),
+            step=int(data["step"]),
+            weight=float(data["weight"]),
+            results=tuple(MetricResult.from_dict(r) for r in data.get("results", [])),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class RolloutState:
     phase: Phase = Phase.IDLE
-    step: int = -1                        # index into policy.steps; -1 before the first step
-    weight: float = 0.0                   # canary weight in force (written to the canary Ingress)
-    canary: str = ""                      # canary Deployment
-    stable: str = ""                      # stable Deployment
+    step: int = -1  # index into policy.steps; -1 before the first step
+    weight: float = 0.0  # canary weight in force (written to the canary Ingress)
+    canary: str = ""  # canary Deployment
+    stable: str = ""  # stable Deployment
     canary_service: str = ""
-    stable_service: str = ""              # Service the main Ingress routed to when the rollout started
-    revision: str = ""                    # fingerprint of the canary pod template (placement excluded)
-    total_replicas: int = 0               # replicas of the whole service, fixed when the rollout starts
+    stable_service: str = ""  # Service the main Ingress routed to when the rollout started
+    revision: str = ""  # fingerprint of the canary pod template (placement excluded)
+    total_replicas: int = 0  # replicas of the whole service, fixed when the rollout starts
     started_at: float | None = None
     step_started_at: float | None = None
     updated_at: float | None = None
     last_evaluated_at: float | None = None
     consecutive_failures: int = 0
-    error_since: float | None = None      # start of the current run of ERROR evaluations
-    promoted_at: float | None = None      # when the main Ingress was switched to the canary
+    error_since: float | None = None  # start of the current run of ERROR evaluations
+    promoted_at: float | None = None  # when the main Ingress was switched to the canary
     reason: str = ""
     history: tuple[Evaluation, ...] = ()
     # The statistical judge's running sums, per metric then per alternative (see analysis.evidence).
@@ -94,6 +102,8 @@ class RolloutState:
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["phase"] = Phase(kwargs.get("phase", Phase.IDLE.value))
         kwargs["history"] = tuple(Evaluation.from_dict(e) for e in kwargs.get("history", []))
-        kwargs["evidence"] = {str(m): {str(k): float(v) for k, v in alts.items()}
-                              for m, alts in (kwargs.get("evidence") or {}).items()}
+        kwargs["evidence"] = {
+            str(m): {str(k): float(v) for k, v in alts.items()}
+            for m, alts in (kwargs.get("evidence") or {}).items()
+        }
         return cls(**kwargs)

@@ -38,11 +38,13 @@ class MetricResult:
     name: str
     verdict: Verdict
     reason: str
-    value: float | None = None          # the observed figure compared with the limit (share, seconds...)
-    limit: float | None = None          # the policy's max (or min) it was compared with
+    value: float | None = None  # the observed figure compared with the limit (share, seconds...)
+    limit: float | None = None  # the policy's max (or min) it was compared with
     canary_requests: float | None = None
     stable_requests: float | None = None
-    figures: dict[str, Any] = field(default_factory=dict)  # extra numbers for status and log (ratio, e-values)
+    figures: dict[str, Any] = field(
+        default_factory=dict
+    )  # extra numbers for status and log (ratio, e-values)
     # A FAIL that is conclusive on its own (anytime-valid evidence crossed its bound): roll back now,
     # without waiting for failureLimit consecutive FAILs.
     decisive: bool = False

@@ -16,7 +16,9 @@ from typing import Any, Final
 # the injection guard as well: no quotes, braces, spaces or operators can pass.
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 # Label keys (optionally prefixed) and values, for nodeSelector.
-LABEL_KEY_PATTERN: Final = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_KEY_PATTERN: Final = (
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 LABEL_VALUE_PATTERN: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$"
 # An HTTP header name (RFC 9110 token, restricted to what ingress-nginx accepts) and a cookie name.
 HEADER_PATTERN: Final = r"^[A-Za-z0-9][-A-Za-z0-9_]*$"

@@ -32,8 +32,9 @@ def load_policy_yaml(text: str, *, source: str = "") -> Policy:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise PolicyError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=POLICY_KEY,
-                          source=source) from exc
+        raise PolicyError(
+            f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=POLICY_KEY, source=source
+        ) from exc
     try:
         policy = parse(Policy, data, "")
         validate(policy)
@@ -48,8 +49,9 @@ def load_policy_configmap(configmap: Mapping[str, Any]) -> Policy:
     source = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
     text = (configmap.get("data") or {}).get(POLICY_KEY)
     if text is None:
-        raise PolicyError(f"the ConfigMap has no data key {POLICY_KEY!r}", path=f"data.{POLICY_KEY}",
-                          source=source)
+        raise PolicyError(
+            f"the ConfigMap has no data key {POLICY_KEY!r}", path=f"data.{POLICY_KEY}", source=source
+        )
     return load_policy_yaml(text, source=source)
 
 
@@ -60,8 +62,14 @@ def _join(path: str, key: str) -> str:
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
-            dict: "mapping"}.get(type(value), type(value).__name__)
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "list",
+        dict: "mapping",
+    }.get(type(value), type(value).__name__)
 
 
 def parse(cls: type[T], data: Any, path: str) -> T:
@@ -73,8 +81,9 @@ def parse(cls: type[T], data: Any, path: str) -> T:
     fields = {f.metadata["key"]: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
-        raise PolicyError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})",
-                          path=_join(path, unknown[0]))
+        raise PolicyError(
+            f"unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})", path=_join(path, unknown[0])
+        )
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, f in fields.items():
@@ -117,8 +126,9 @@ def _value(tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> Any:
         return parse(tp, value, path)  # type: ignore[arg-type]
     if meta.get("kind") == "duration":
         if not isinstance(value, str):
-            raise PolicyError(f"expected a duration string like 30s or 1m, got {_type_name(value)} {value!r}",
-                              path=path)
+            raise PolicyError(
+                f"expected a duration string like 30s or 1m, got {_type_name(value)} {value!r}", path=path
+            )
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
@@ -169,8 +179,9 @@ def validate(policy: Policy) -> None:
         if not 0 < weight <= 100:
             raise PolicyError(f"weight must be in (0, 100]; got {weight:g}", path=f"steps[{i}]")
         if weight <= previous:
-            raise PolicyError(f"steps must be strictly increasing; {weight:g} follows {previous:g}",
-                              path=f"steps[{i}]")
+            raise PolicyError(
+                f"steps must be strictly increasing; {weight:g} follows {previous:g}", path=f"steps[{i}]"
+            )
         previous = weight
     if policy.stable.deployment is not None and policy.stable.deployment == policy.canary.deployment:
         raise PolicyError("the canary Deployment must differ from the stable one", path="canary.deployment")
@@ -178,8 +189,11 @@ def validate(policy: Policy) -> None:
         raise PolicyError("fixed mode needs the number of canary replicas", path="replicas.canary")
     a = policy.analysis
     if a.window < a.cadence:
-        raise PolicyError(f"window ({a.window:g}s) must be at least the cadence ({a.cadence:g}s), or "
-                          "requests between evaluations are never seen", path="analysis.window")
+        raise PolicyError(
+            f"window ({a.window:g}s) must be at least the cadence ({a.cadence:g}s), or "
+            "requests between evaluations are never seen",
+            path="analysis.window",
+        )
     seen: set[str] = set()
     for i, m in enumerate(a.metrics):
         mpath = f"analysis.metrics[{i}]"
@@ -188,8 +202,10 @@ def validate(policy: Policy) -> None:
         seen.add(m.name)
         if m.name in BUILTIN_METRICS:
             if m.query is not None:
-                raise PolicyError(f"{m.name!r} is built in; give a custom metric another name to use a query",
-                                  path=f"{mpath}.query")
+                raise PolicyError(
+                    f"{m.name!r} is built in; give a custom metric another name to use a query",
+                    path=f"{mpath}.query",
+                )
             if m.name == "error-rate" and m.max is not None and not 0 <= m.max <= 1:
                 raise PolicyError(f"error-rate is a share in [0, 1]; got {m.max:g}", path=f"{mpath}.max")
             if m.name != "latency" and (m.quantile is not None or m.threshold is not None):
@@ -197,8 +213,10 @@ def validate(policy: Policy) -> None:
                 raise PolicyError("only the latency metric takes this key", path=f"{mpath}.{key}")
         else:
             if m.query is None:
-                raise PolicyError(f"custom metric {m.name!r} needs a query (built-ins: "
-                                  f"{', '.join(BUILTIN_METRICS)})", path=f"{mpath}.query")
+                raise PolicyError(
+                    f"custom metric {m.name!r} needs a query (built-ins: {', '.join(BUILTIN_METRICS)})",
+                    path=f"{mpath}.query",
+                )
             if m.max is None and m.min is None:
                 raise PolicyError("a custom metric needs max or min", path=f"{mpath}.max")
             if m.quantile is not None or m.threshold is not None:

@@ -34,8 +34,9 @@ BUILTIN_METRICS = ("error-rate", "latency")
 @dataclass(frozen=True, kw_only=True)
 class CanaryTarget:
     deployment: str = spec("deployment", "Deployment running the canary version.", pattern=NAME_PATTERN)
-    service: str = spec("service", "Service selecting the canary pods; the canary Ingress routes to it.",
-                        pattern=NAME_PATTERN)
+    service: str = spec(
+        "service", "Service selecting the canary pods; the canary Ingress routes to it.", pattern=NAME_PATTERN
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,113 +45,207 @@ class StableTarget:
         "deployment",
         "Deployment running the stable version. Default: the Deployment selected by the Service the main "
         "Ingress routes to now.",
-        default=None, pattern=NAME_PATTERN)
+        default=None,
+        pattern=NAME_PATTERN,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class HeaderRoute:
-    name: str = spec("name", "Request header that sends a request to the canary (canary-by-header).",
-                     pattern=HEADER_PATTERN, example="Region")
-    value: str = spec("value", "Header value that routes to the canary. 'always' also enables 'never' "
-                      "(to force stable); any other value must match exactly.",
-                      default="always", pattern=HEADER_VALUE_PATTERN)
+    name: str = spec(
+        "name",
+        "Request header that sends a request to the canary (canary-by-header).",
+        pattern=HEADER_PATTERN,
+        example="Region",
+    )
+    value: str = spec(
+        "value",
+        "Header value that routes to the canary. 'always' also enables 'never' "
+        "(to force stable); any other value must match exactly.",
+        default="always",
+        pattern=HEADER_VALUE_PATTERN,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Routing:
-    header: HeaderRoute | None = spec("header", "Header routing to the canary for the whole rollout.",
-                                      default=None)
-    cookie: str | None = spec("cookie", "Cookie name: value 'always' routes to the canary, 'never' to "
-                              "stable (canary-by-cookie).", default=None, pattern=COOKIE_PATTERN)
-    sticky: bool = spec("sticky", "A client keeps the version it first reached (cookie affinity).",
-                        default=False)
+    header: HeaderRoute | None = spec(
+        "header", "Header routing to the canary for the whole rollout.", default=None
+    )
+    cookie: str | None = spec(
+        "cookie",
+        "Cookie name: value 'always' routes to the canary, 'never' to stable (canary-by-cookie).",
+        default=None,
+        pattern=COOKIE_PATTERN,
+    )
+    sticky: bool = spec(
+        "sticky", "A client keeps the version it first reached (cookie affinity).", default=False
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Replicas:
     mode: Literal["proportional", "fixed"] = spec(
-        "mode", "proportional: canary replicas follow the weight; fixed: the canary runs 'canary' replicas.",
-        default="proportional")
+        "mode",
+        "proportional: canary replicas follow the weight; fixed: the canary runs 'canary' replicas.",
+        default="proportional",
+    )
     min: int = spec("min", "Fewest canary replicas while the canary receives traffic.", default=1, minimum=0)
     canary: int | None = spec("canary", "Canary replicas in fixed mode.", default=None, minimum=1)
-    total: int | None = spec("total", "Replicas of the whole service. Default: the stable Deployment's "
-                             "count when the rollout starts.", default=None, minimum=1)
+    total: int | None = spec(
+        "total",
+        "Replicas of the whole service. Default: the stable Deployment's count when the rollout starts.",
+        default=None,
+        minimum=1,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Placement:
     node_selector: Mapping[str, str] = spec(
-        "nodeSelector", "Node labels the canary pods must run on (merged into the pod template).",
-        factory=dict, example={"dtype": "secondary"})
+        "nodeSelector",
+        "Node labels the canary pods must run on (merged into the pod template).",
+        factory=dict,
+        example={"dtype": "secondary"},
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class PrometheusSource:
-    url: str | None = spec("url", "Prometheus base URL. Default: the daemon's --prometheus-url.",
-                           default=None, example="http://prometheus.monitoring:9090")
-    timeout: float = spec("timeout", "Timeout of one Prometheus query.", default=5.0, kind="duration",
-                          exclusive_minimum=0)
+    url: str | None = spec(
+        "url",
+        "Prometheus base URL. Default: the daemon's --prometheus-url.",
+        default=None,
+        example="http://prometheus.monitoring:9090",
+    )
+    timeout: float = spec(
+        "timeout", "Timeout of one Prometheus query.", default=5.0, kind="duration", exclusive_minimum=0
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class MetricSpec:
-    name: str = spec("name", "Built-in 'error-rate' or 'latency', or any name for a custom query.",
-                     pattern=METRIC_NAME_PATTERN)
-    max: float | None = spec("max", "Highest acceptable value (absolute limit). Required for custom "
-                             "queries unless 'min' is given.", default=None)
+    name: str = spec(
+        "name",
+        "Built-in 'error-rate' or 'latency', or any name for a custom query.",
+        pattern=METRIC_NAME_PATTERN,
+    )
+    max: float | None = spec(
+        "max",
+        "Highest acceptable value (absolute limit). Required for custom queries unless 'min' is given.",
+        default=None,
+    )
     min: float | None = spec("min", "Lowest acceptable value (custom queries).", default=None)
-    quantile: float | None = spec("quantile", "Latency quantile compared with 'max' (latency only).",
-                                  default=None, exclusive_minimum=0, maximum=1)
+    quantile: float | None = spec(
+        "quantile",
+        "Latency quantile compared with 'max' (latency only).",
+        default=None,
+        exclusive_minimum=0,
+        maximum=1,
+    )
     threshold: float | None = spec(
-        "threshold", "Latency: a request slower than this many seconds counts as a slow request for the "
+        "threshold",
+        "Latency: a request slower than this many seconds counts as a slow request for the "
         "canary-vs-stable comparison. Use a histogram bucket boundary. Default: 'max', else 0.5.",
-        default=None, exclusive_minimum=0)
+        default=None,
+        exclusive_minimum=0,
+    )
     query: str | None = spec(
-        "query", "Custom PromQL returning one number. Placeholders: {{ namespace }}, {{ ingress }}, "
-        "{{ canary }}, {{ stable }}, {{ window }}.", default=None)
+        "query",
+        "Custom PromQL returning one number. Placeholders: {{ namespace }}, {{ ingress }}, "
+        "{{ canary }}, {{ stable }}, {{ window }}.",
+        default=None,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Compare:
-    tolerance: float = spec("tolerance", "Canary/stable bad-event ratio that is tolerated (rollback evidence "
-                            "is against ratios above it).", default=1.2, minimum=1.0, maximum=1.5)
-    bad_ratio: float = spec("badRatio", "Ratio the canary must be shown to stay below before promotion.",
-                            default=2.0, exclusive_minimum=1.0)
-    false_rollback: float = spec("falseRollback", "Highest probability of rolling back a healthy canary "
-                                 "over the whole rollout (alpha).", default=0.01, exclusive_minimum=0,
-                                 maximum=0.5)
-    missed_regression: float = spec("missedRegression", "Highest probability of promoting a canary that is "
-                                    "badRatio times worse (beta).", default=0.05, exclusive_minimum=0,
-                                    maximum=0.5)
+    tolerance: float = spec(
+        "tolerance",
+        "Canary/stable bad-event ratio that is tolerated (rollback evidence is against ratios above it).",
+        default=1.2,
+        minimum=1.0,
+        maximum=1.5,
+    )
+    bad_ratio: float = spec(
+        "badRatio",
+        "Ratio the canary must be shown to stay below before promotion.",
+        default=2.0,
+        exclusive_minimum=1.0,
+    )
+    false_rollback: float = spec(
+        "falseRollback",
+        "Highest probability of rolling back a healthy canary over the whole rollout (alpha).",
+        default=0.01,
+        exclusive_minimum=0,
+        maximum=0.5,
+    )
+    missed_regression: float = spec(
+        "missedRegression",
+        "Highest probability of promoting a canary that is badRatio times worse (beta).",
+        default=0.05,
+        exclusive_minimum=0,
+        maximum=0.5,
+    )
     on_inconclusive: Literal["pause", "promote", "rollback"] = spec(
-        "onInconclusive", "What to do when the last step ends without enough evidence either way.",
-        default="pause")
-    max_wait: float = spec("maxWait", "After the last step's interval, how long to wait for promotion "
-                           "evidence before onInconclusive applies.", default=600.0, kind="duration", minimum=0)
+        "onInconclusive",
+        "What to do when the last step ends without enough evidence either way.",
+        default="pause",
+    )
+    max_wait: float = spec(
+        "maxWait",
+        "After the last step's interval, how long to wait for promotion "
+        "evidence before onInconclusive applies.",
+        default=600.0,
+        kind="duration",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Analysis:
     prometheus: PrometheusSource = spec("prometheus", "Where to query.", factory=PrometheusSource)
-    cadence: float = spec("cadence", "How often metrics are evaluated within a step.", default=15.0,
-                          kind="duration", exclusive_minimum=0)
+    cadence: float = spec(
+        "cadence",
+        "How often metrics are evaluated within a step.",
+        default=15.0,
+        kind="duration",
+        exclusive_minimum=0,
+    )
     window: float = spec("window", "Range of each query.", default=60.0, kind="duration", exclusive_minimum=0)
-    min_requests: int = spec("minRequests", "Fewer canary requests than this in a window: INCONCLUSIVE, "
-                             "never FAIL.", default=100, minimum=0)
+    min_requests: int = spec(
+        "minRequests",
+        "Fewer canary requests than this in a window: INCONCLUSIVE, never FAIL.",
+        default=100,
+        minimum=0,
+    )
     metrics: tuple[MetricSpec, ...] = spec(
-        "metrics", "Metrics to judge. Default: error-rate and latency compared with stable.",
-        factory=lambda: (MetricSpec(name="error-rate"), MetricSpec(name="latency")))
-    failure_limit: int = spec("failureLimit", "Consecutive FAIL evaluations that trigger a rollback.",
-                              default=2, minimum=1)
-    error_deadline: float = spec("errorDeadline", "Prometheus unanswering this long: roll back (meanwhile "
-                                 "hold, never advance).", default=300.0, kind="duration", exclusive_minimum=0)
+        "metrics",
+        "Metrics to judge. Default: error-rate and latency compared with stable.",
+        factory=lambda: (MetricSpec(name="error-rate"), MetricSpec(name="latency")),
+    )
+    failure_limit: int = spec(
+        "failureLimit", "Consecutive FAIL evaluations that trigger a rollback.", default=2, minimum=1
+    )
+    error_deadline: float = spec(
+        "errorDeadline",
+        "Prometheus unanswering this long: roll back (meanwhile hold, never advance).",
+        default=300.0,
+        kind="duration",
+        exclusive_minimum=0,
+    )
     compare: Compare = spec("compare", "Canary-vs-stable statistical comparison.", factory=Compare)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Promotion:
-    scale_down_delay: float = spec("scaleDownDelay", "Wait after switching the main Ingress before the old "
-                                   "stable is scaled to 0.", default=30.0, kind="duration", minimum=0)
+    scale_down_delay: float = spec(
+        "scaleDownDelay",
+        "Wait after switching the main Ingress before the old stable is scaled to 0.",
+        default=30.0,
+        kind="duration",
+        minimum=0,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,9 +253,13 @@ class Policy:
     ingress: str = spec("ingress", "Main Ingress, in the ConfigMap's namespace.", pattern=NAME_PATTERN)
     canary: CanaryTarget = spec("canary", "The version being introduced.")
     stable: StableTarget = spec("stable", "The version serving now.", factory=StableTarget)
-    steps: tuple[float, ...] = spec("steps", "Canary weight per step in percent, strictly increasing, each "
-                                    "in (0, 100]; promotion follows the last.", kind="percent",
-                                    example=[10, 20, 40, 60, 80])
+    steps: tuple[float, ...] = spec(
+        "steps",
+        "Canary weight per step in percent, strictly increasing, each "
+        "in (0, 100]; promotion follows the last.",
+        kind="percent",
+        example=[10, 20, 40, 60, 80],
+    )
     interval: float = spec("interval", "Time per step.", default=60.0, kind="duration", exclusive_minimum=0)
     routing: Routing = spec("routing", "Header, cookie and stickiness.", factory=Routing)
     replicas: Replicas = spec("replicas", "Canary and stable replica counts.", factory=Replicas)

@@ -25,8 +25,9 @@ def _default(field: dataclasses.Field[Any]) -> Any:
         value = field.default_factory()
     else:
         return dataclasses.MISSING
-    if dataclasses.is_dataclass(value) or (isinstance(value, tuple) and value and
-                                           dataclasses.is_dataclass(value[0])):
+    if dataclasses.is_dataclass(value) or (
+        isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0])
+    ):
         return dataclasses.MISSING  # nested defaults are described by the nested schema
     if field.metadata.get("kind") == "duration" and isinstance(value, float):
         return format_duration(value)
@@ -63,7 +64,11 @@ def _type_schema(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
         out = {"type": "string"}
         if meta.get("pattern"):
             out["pattern"] = meta["pattern"]
-    for key, name in (("minimum", "minimum"), ("maximum", "maximum"), ("exclusive_minimum", "exclusiveMinimum")):
+    for key, name in (
+        ("minimum", "minimum"),
+        ("maximum", "maximum"),
+        ("exclusive_minimum", "exclusiveMinimum"),
+    ):
         if meta.get(key) is not None and tp in (int, float):
             out[name] = meta[key]
     return out

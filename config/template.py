@@ -24,8 +24,9 @@ def check_template(query: str, *, path: str) -> None:
         raise PolicyError("the query is empty", path=path)
     for name in _PLACEHOLDER.findall(query):
         if name not in PLACEHOLDERS:
-            raise PolicyError(f"unknown placeholder {{{{ {name} }}}} (known: {', '.join(PLACEHOLDERS)})",
-                              path=path)
+            raise PolicyError(
+                f"unknown placeholder {{{{ {name} }}}} (known: {', '.join(PLACEHOLDERS)})", path=path
+            )
 
 
 def render_template(query: str, values: Mapping[str, str], *, path: str = "query") -> str:

@@ -28,8 +28,17 @@ from controller.router import Change, RouteView
 
 ROLLOUT_LABEL = "songbird.dev/rollout"
 # Annotation suffixes Songbird writes on the canary Ingress (and removes when it withdraws routing).
-CANARY_KEYS = ("canary", "canary-weight", "canary-weight-total", "canary-by-header", "canary-by-header-value",
-               "canary-by-cookie", "affinity", "session-cookie-name", "affinity-canary-behavior")
+CANARY_KEYS = (
+    "canary",
+    "canary-weight",
+    "canary-weight-total",
+    "canary-by-header",
+    "canary-by-header-value",
+    "canary-by-cookie",
+    "affinity",
+    "session-cookie-name",
+    "affinity-canary-behavior",
+)
 
 
 def canary_name(main: str) -> str:
@@ -59,17 +68,21 @@ def _backend_services(spec: dict[str, Any]) -> list[str]:
 
 
 def _host_paths(spec: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(rule.get("host", ""), path.get("path", "/"))
-            for rule in spec.get("rules") or []
-            for path in (rule.get("http") or {}).get("paths") or []}
+    return {
+        (rule.get("host", ""), path.get("path", "/"))
+        for rule in spec.get("rules") or []
+        for path in (rule.get("http") or {}).get("paths") or []
+    }
 
 
 def _retarget(spec: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     """A copy of an Ingress spec whose backends pointing at Service ``old`` point at ``new``."""
     out = copy.deepcopy(spec)
     backends = [out.get("defaultBackend")] + [
-        path.get("backend") for rule in out.get("rules") or [] for path in (rule.get("http") or {}).get("paths")
-        or []]
+        path.get("backend")
+        for rule in out.get("rules") or []
+        for path in (rule.get("http") or {}).get("paths") or []
+    ]
     for backend in backends:
         service = (backend or {}).get("service")
         if service and service.get("name") == old:
@@ -89,17 +102,24 @@ class IngressNginxRouter:
     def observe(self, reader: ClusterReader, namespace: str, policy: Policy, rollout: str) -> RouteView:
         main = reader.get(Kind.INGRESS, namespace, policy.ingress)
         if main is None:
-            raise NotFound(f"main Ingress {namespace}/{policy.ingress} not found (policy field 'ingress')",
-                           obj=f"Ingress {namespace}/{policy.ingress}", status=404)
+            raise NotFound(
+                f"main Ingress {namespace}/{policy.ingress} not found (policy field 'ingress')",
+                obj=f"Ingress {namespace}/{policy.ingress}",
+                status=404,
+            )
         annotations = _meta(main).get("annotations") or {}
         if annotations.get(self._key("canary")) == "true":
-            raise PolicyError(f"Ingress {namespace}/{policy.ingress} is itself a canary Ingress; name the main "
-                              "one", path="ingress")
+            raise PolicyError(
+                f"Ingress {namespace}/{policy.ingress} is itself a canary Ingress; name the main one",
+                path="ingress",
+            )
         services = sorted(set(_backend_services(main.get("spec") or {})))
         if len(services) != 1:
             found = ", ".join(services) or "none"
-            raise PolicyError(f"Ingress {namespace}/{policy.ingress} must route to exactly one Service "
-                              f"(found: {found})", path="ingress")
+            raise PolicyError(
+                f"Ingress {namespace}/{policy.ingress} must route to exactly one Service (found: {found})",
+                path="ingress",
+            )
         name = canary_name(policy.ingress)
         canary: Obj | None = None
         wanted = _host_paths(main.get("spec") or {})
@@ -112,7 +132,9 @@ class IngressNginxRouter:
                     raise OwnershipError(
                         f"an Ingress named {name} exists and is not managed by Songbird (label "
                         f"{MANAGED_BY_ANNOTATION}={MANAGED_BY_VALUE} missing); Songbird will not change it",
-                        obj=f"Ingress {namespace}/{name}", path="ingress")
+                        obj=f"Ingress {namespace}/{name}",
+                        path="ingress",
+                    )
                 canary = other
                 continue
             other_annotations = _meta(other).get("annotations") or {}
@@ -122,9 +144,16 @@ class IngressNginxRouter:
                 raise OwnershipError(
                     f"Ingress {namespace}/{other_name} already carries a canary for {host}{path} and was not "
                     "created by Songbird; ingress-nginx honours only one canary per host/path",
-                    obj=f"Ingress {namespace}/{other_name}", path="ingress")
-        return RouteView(namespace=namespace, main=main, canary=canary, stable_service=services[0],
-                         current=self._read_split(services[0], canary))
+                    obj=f"Ingress {namespace}/{other_name}",
+                    path="ingress",
+                )
+        return RouteView(
+            namespace=namespace,
+            main=main,
+            canary=canary,
+            stable_service=services[0],
+            current=self._read_split(services[0], canary),
+        )
 
     def _read_split(self, stable_service: str, canary: Obj | None) -> TrafficSplit:
         if canary is None:
@@ -138,8 +167,12 @@ class IngressNginxRouter:
         total = total if total > 100 else 100.0
         services = _backend_services(canary.get("spec") or {})
         match = any(self._key(k) in annotations for k in ("canary-by-header", "canary-by-cookie"))
-        return TrafficSplit(stable_service=stable_service, canary_service=services[0] if services else None,
-                            weight=weight * 100.0 / total, match_routes=match)
+        return TrafficSplit(
+            stable_service=stable_service,
+            canary_service=services[0] if services else None,
+            weight=weight * 100.0 / total,
+            match_routes=match,
+        )
 
     # -- plan ------------------------------------------------------------------------------------------
 
@@ -189,13 +222,27 @@ class IngressNginxRouter:
         if split.canary_service is not None:
             desired = self.render_canary(view, policy, rollout, split)
             if view.canary is None:
-                changes.append(Change(op="create", kind=Kind.INGRESS, name=name, body=desired,
-                                      what=f"canary Ingress created at weight {split.weight:g}%"))
+                changes.append(
+                    Change(
+                        op="create",
+                        kind=Kind.INGRESS,
+                        name=name,
+                        body=desired,
+                        what=f"canary Ingress created at weight {split.weight:g}%",
+                    )
+                )
             else:
                 patch = self._canary_patch(view.canary, desired)
                 if patch:
-                    changes.append(Change(op="patch", kind=Kind.INGRESS, name=name, body=patch,
-                                          what=self._describe(view.current, split)))
+                    changes.append(
+                        Change(
+                            op="patch",
+                            kind=Kind.INGRESS,
+                            name=name,
+                            body=patch,
+                            what=self._describe(view.current, split),
+                        )
+                    )
         if split.stable_service != view.stable_service:
             # Promotion: the main Ingress routes to the new version. The merge patch replaces the rules list
             # as a whole, so it carries the resourceVersion it was computed from: a concurrent edit of the
@@ -205,8 +252,15 @@ class IngressNginxRouter:
             version = _meta(view.main).get("resourceVersion")
             if version:
                 body["metadata"] = {"resourceVersion": version}
-            changes.append(Change(op="patch", kind=Kind.INGRESS, name=policy.ingress, body=body,
-                                  what=f"main Ingress now routes to {split.stable_service}"))
+            changes.append(
+                Change(
+                    op="patch",
+                    kind=Kind.INGRESS,
+                    name=policy.ingress,
+                    body=body,
+                    what=f"main Ingress now routes to {split.stable_service}",
+                )
+            )
         if split.canary_service is None and view.canary is not None:
             changes.append(Change(op="delete", kind=Kind.INGRESS, name=name, what="canary Ingress removed"))
         return changes

@@ -52,8 +52,7 @@ class ClusterWriter(Protocol):
         """Apply a JSON merge patch (``application/merge-patch+json``); None values delete keys."""
         ...
 
-    def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Obj:
-        ...
+    def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Obj: ...
 
     def delete(self, kind: Kind, namespace: str, name: str) -> None:
         """Delete; an object already gone is not an error."""

@@ -22,7 +22,7 @@ class Change:
     kind: Kind
     name: str
     body: dict[str, Any] = field(default_factory=dict)  # the object to create, or the JSON merge patch
-    what: str = ""                                      # for logs and events: "canary weight 10% -> 20%"
+    what: str = ""  # for logs and events: "canary weight 10% -> 20%"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,7 +32,7 @@ class RouteView:
     namespace: str
     main: Obj
     canary: Obj | None
-    stable_service: str            # the Service the main route sends traffic to now
+    stable_service: str  # the Service the main route sends traffic to now
     current: TrafficSplit
 
 
@@ -48,7 +48,7 @@ class Router(Protocol):
 
 def make_router(provider: str, *, annotation_prefix: str = "nginx.ingress.kubernetes.io") -> Router:
     if provider == "ingress-nginx":
-        from controller.ingress_nginx import IngressNginxRouter
+        from controller.ingress_nginx import IngressNginxRouter  # noqa: PLC0415  (one provider loaded)
 
         return IngressNginxRouter(prefix=annotation_prefix)
     raise ValueError(f"unknown traffic provider {provider!r} (known: ingress-nginx)")

@@ -1,0 +1,100 @@
+"""Read the cluster for one rollout and reduce it to `analysis.decision.Facts`.
+
+Every missing or foreign object becomes an error that names the object and the policy field that led to
+it, so the user sees "canary.deployment: Deployment default/nginx-v2 not found" rather than a stack trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from analysis.decision import Facts
+from analysis.state import Phase, RolloutState
+from config.errors import PolicyError
+from config.policy import Policy
+from controller.ports import ClusterReader, Kind, Obj
+from controller.router import RouteView
+
+
+@dataclass(frozen=True, kw_only=True)
+class Observed:
+    facts: Facts
+    view: RouteView
+    canary: Obj  # the canary Deployment
+    stable: Obj  # the stable Deployment
+
+
+def revision(deployment: Obj) -> str:
+    """Fingerprint of a Deployment's pod spec, without the nodeSelector Songbird itself sets."""
+    spec = dict(((deployment.get("spec") or {}).get("template") or {}).get("spec") or {})
+    spec.pop("nodeSelector", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _replicas(deployment: Obj) -> int:
+    value = (deployment.get("spec") or {}).get("replicas")
+    return 1 if value is None else int(value)  # the API server defaults spec.replicas to 1
+
+
+def _ready(deployment: Obj) -> int:
+    return int((deployment.get("status") or {}).get("readyReplicas") or 0)
+
+
+def _require(reader: ClusterReader, kind: Kind, namespace: str, name: str, path: str) -> Obj:
+    obj = reader.get(kind, namespace, name)
+    if obj is None:
+        raise PolicyError(f"{kind.value} {namespace}/{name} not found", path=path)
+    return obj
+
+
+def _selects(selector: dict[str, Any], deployment: Obj) -> bool:
+    labels = (((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "labels"
+    ) or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def resolve_stable(reader: ClusterReader, namespace: str, policy: Policy, service_name: str) -> Obj:
+    """The stable Deployment: the policy's, else the one whose pods the main route's Service selects."""
+    if policy.stable.deployment:
+        return _require(reader, Kind.DEPLOYMENT, namespace, policy.stable.deployment, "stable.deployment")
+    service = _require(reader, Kind.SERVICE, namespace, service_name, "ingress")
+    selector = (service.get("spec") or {}).get("selector") or {}
+    matches = [d for d in reader.list_objects(Kind.DEPLOYMENT, namespace) if _selects(selector, d)]
+    if len(matches) != 1:
+        found = ", ".join(sorted((d.get("metadata") or {}).get("name", "?") for d in matches)) or "none"
+        raise PolicyError(
+            f"cannot tell the stable Deployment: Service {namespace}/{service_name} selects "
+            f"{found}; set stable.deployment",
+            path="stable.deployment",
+        )
+    return matches[0]
+
+
+def observe(
+    reader: ClusterReader, router_view: RouteView, namespace: str, policy: Policy, state: RolloutState
+) -> Observed:
+    canary = _require(reader, Kind.DEPLOYMENT, namespace, policy.canary.deployment, "canary.deployment")
+    _require(reader, Kind.SERVICE, namespace, policy.canary.service, "canary.service")
+    active = state.phase not in (Phase.IDLE, Phase.SUCCEEDED, Phase.FAILED) and state.stable
+    if active and state.canary == policy.canary.deployment:
+        # Mid-rollout the stable is the one recorded at the start, whatever the main route says now.
+        stable = _require(reader, Kind.DEPLOYMENT, namespace, state.stable, "stable.deployment")
+        stable_service = state.stable_service
+    else:
+        stable = resolve_stable(reader, namespace, policy, router_view.stable_service)
+        stable_service = router_view.stable_service
+    facts = Facts(
+        canary=policy.canary.deployment,
+        stable=(stable.get("metadata") or {}).get("name", ""),
+        canary_service=policy.canary.service,
+        stable_service=stable_service,
+        revision=revision(canary),
+        stable_replicas=_replicas(stable),
+        canary_replicas=_replicas(canary),
+        canary_ready=_ready(canary),
+    )
+    return Observed(facts=facts, view=router_view, canary=canary, stable=stable)

@@ -1,0 +1,319 @@
+"""One tick of one rollout: policy -> observe -> judge -> decide -> act -> record.
+
+The tick is the only place that sequences I/O, and it keeps the order that makes a crash at any point
+safe to resume from:
+- act before record: the status annotation describes traffic that is already in force, so a restarted
+  controller never repeats a weight increase it did not record (it re-applies the same weight: a no-op);
+- within act, scale-ups first, then the route, then scale-downs: a weight is raised only onto canary pods
+  that exist, and a rollback withdraws traffic before it removes pods;
+- a decision marked ``again`` (rollback, promotion) is recorded before the next transition is taken.
+Bad input (invalid policy, missing object, foreign canary Ingress) is recorded in the status and raised as
+a Warning Event on the policy ConfigMap, and traffic is not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import structlog
+
+from analysis.decision import Action, Decision, decide, evaluation_due
+from analysis.plan import Target
+from analysis.state import Phase, RolloutState
+from analysis.verdict import MetricResult
+from config.errors import ClusterError, NotFound, OwnershipError, PolicyError, SongbirdError
+from config.loader import load_policy_configmap
+from config.policy import STATUS_ANNOTATION, Policy
+from controller.facts import Observed, observe
+from controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
+from controller.router import Router
+
+MAX_TRANSITIONS = 4  # decisions taken in one tick (e.g. rollback: withdraw traffic, then remove the canary)
+
+log = structlog.get_logger("songbird")
+
+
+class Evaluator(Protocol):
+    def evaluate(
+        self, policy: Policy, namespace: str, state: RolloutState, now: float
+    ) -> tuple[tuple[MetricResult, ...], dict[str, dict[str, float]]]:
+        """Verdicts for every metric of the policy, and the judge's updated evidence sums."""
+        ...
+
+
+class Observer(Protocol):
+    """Receives what a tick did (the controller's own /metrics)."""
+
+    def tick_done(
+        self,
+        namespace: str,
+        name: str,
+        state: RolloutState,
+        decision: Decision | None,
+        canary_replicas: int | None,
+        stable_replicas: int | None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class TickResult:
+    state: RolloutState | None
+    decisions: tuple[Decision, ...] = ()
+    error: str | None = None
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        reader: ClusterReader,
+        writer: ClusterWriter,
+        recorder: Recorder,
+        router: Router,
+        evaluator: Evaluator,
+        clock: Clock,
+        observer: Observer | None = None,
+        on_forget: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.recorder = recorder
+        self.router = router
+        self.evaluator = evaluator
+        self.clock = clock
+        self.observer = observer
+        self.on_forget = on_forget
+
+    # -- the tick ----------------------------------------------------------------------------------------
+
+    def tick(self, namespace: str, name: str) -> TickResult:
+        configmap = self.reader.get(Kind.CONFIGMAP, namespace, name)
+        if configmap is None:
+            if self.on_forget is not None:
+                self.on_forget(namespace, name)
+            return TickResult(state=None, error=f"ConfigMap {namespace}/{name} is gone")
+        try:
+            state = read_state(configmap)
+        except ValueError as exc:
+            message = (
+                f"status annotation {STATUS_ANNOTATION} is not a valid rollout status ({exc}); "
+                "remove it to start over"
+            )
+            self._report(configmap, RolloutState(), message)
+            return TickResult(state=None, error=message)
+        now = self.clock.now()
+        try:
+            policy = load_policy_configmap(configmap)
+            view = self.router.observe(self.reader, namespace, policy, name)
+            observed = observe(self.reader, view, namespace, policy, state)
+        except (PolicyError, OwnershipError, NotFound) as exc:
+            return self._refuse(configmap, state, _describe(exc, configmap), now)
+        except ClusterError as exc:
+            return self._refuse(configmap, state, f"Kubernetes API: {exc}", now, transient=True)
+
+        results = None
+        if evaluation_due(policy, state, now):
+            results, evidence = self.evaluator.evaluate(policy, namespace, state, now)
+            state = replace(state, evidence=evidence)
+        decisions: list[Decision] = []
+        try:
+            for _ in range(MAX_TRANSITIONS):
+                decision = decide(policy, state, observed.facts, results, now)
+                self._act(policy, namespace, name, observed, decision.target)
+                self._record(configmap, namespace, name, state, decision, evaluated=results is not None)
+                decisions.append(decision)
+                state = decision.state
+                if not decision.again:
+                    break
+                results = None
+                view = self.router.observe(self.reader, namespace, policy, name)
+                observed = observe(self.reader, view, namespace, policy, state)
+        except (ClusterError, OwnershipError) as exc:
+            # Nothing after the failed call was done and the state of the failed transition is not recorded:
+            # the next tick decides again from what is in force.
+            return self._refuse(
+                configmap, state, f"Kubernetes API: {exc}", now, transient=True, decisions=tuple(decisions)
+            )
+        if self.observer is not None:
+            self.observer.tick_done(
+                namespace,
+                name,
+                state,
+                decisions[-1] if decisions else None,
+                observed.facts.canary_replicas,
+                observed.facts.stable_replicas,
+            )
+        return TickResult(state=state, decisions=tuple(decisions))
+
+    # -- act ---------------------------------------------------------------------------------------------
+
+    def _act(
+        self, policy: Policy, namespace: str, name: str, observed: Observed, target: Target | None
+    ) -> None:
+        if target is None:
+            return
+        facts = observed.facts
+        canary, stable = facts.canary, facts.stable
+        if target.canary_replicas > 0:
+            self._place(policy, namespace, observed.canary)
+        if target.canary_replicas > facts.canary_replicas:
+            self._scale(namespace, canary, target.canary_replicas)
+        if target.stable_replicas > facts.stable_replicas and stable != canary:
+            self._scale(namespace, stable, target.stable_replicas)
+        for change in self.router.plan(observed.view, policy, name, target.traffic):
+            if change.op == "create":
+                self.writer.create(change.kind, namespace, change.body)
+            elif change.op == "patch":
+                self.writer.patch(change.kind, namespace, change.name, change.body)
+            else:
+                self.writer.delete(change.kind, namespace, change.name)
+            log.info("route changed", rollout=f"{namespace}/{name}", change=change.what)
+        if target.canary_replicas < facts.canary_replicas:
+            self._scale(namespace, canary, target.canary_replicas)
+        if target.stable_replicas < facts.stable_replicas and stable != canary:
+            self._scale(namespace, stable, target.stable_replicas)
+
+    def _scale(self, namespace: str, deployment: str, replicas: int) -> None:
+        self.writer.patch(Kind.DEPLOYMENT, namespace, deployment, {"spec": {"replicas": replicas}})
+        log.info("scaled", deployment=f"{namespace}/{deployment}", replicas=replicas)
+
+    def _place(self, policy: Policy, namespace: str, canary: Obj) -> None:
+        wanted = dict(policy.placement.node_selector)
+        if not wanted:
+            return
+        template_spec = ((canary.get("spec") or {}).get("template") or {}).get("spec") or {}
+        have = template_spec.get("nodeSelector") or {}
+        if all(have.get(k) == v for k, v in wanted.items()):
+            return
+        name = (canary.get("metadata") or {}).get("name", "")
+        self.writer.patch(
+            Kind.DEPLOYMENT, namespace, name, {"spec": {"template": {"spec": {"nodeSelector": wanted}}}}
+        )
+        log.info("placement applied", deployment=f"{namespace}/{name}", node_selector=wanted)
+
+    # -- record ------------------------------------------------------------------------------------------
+
+    def _record(
+        self,
+        configmap: Obj,
+        namespace: str,
+        name: str,
+        before: RolloutState,
+        decision: Decision,
+        *,
+        evaluated: bool,
+    ) -> None:
+        state = decision.state
+        write_state(self.writer, namespace, name, state)
+        configmap.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_ANNOTATION] = (
+            state.to_json()
+        )
+        last = state.history[-1] if evaluated and state.history else None
+        verdicts = {r.name: r.verdict.value for r in last.results} if last is not None else {}
+        log.info(
+            "decision",
+            rollout=f"{namespace}/{name}",
+            phase=state.phase.value,
+            step=state.step + 1,
+            weight=state.weight,
+            action=decision.action.value,
+            verdicts=verdicts,
+            reason=decision.reason,
+            results=[r.to_dict() for r in last.results] if last is not None else [],
+        )
+        if state.phase != before.phase or state.step != before.step:
+            warning = state.phase in (Phase.ROLLING_BACK, Phase.FAILED, Phase.PAUSED)
+            self.recorder.event(
+                configmap,
+                reason=_event_reason(before, state, decision),
+                message=f"{state.phase.value}: {decision.reason}"[:1024],
+                warning=warning,
+            )
+
+    def _refuse(
+        self,
+        configmap: Obj,
+        state: RolloutState,
+        message: str,
+        now: float,
+        *,
+        transient: bool = False,
+        decisions: tuple[Decision, ...] = (),
+    ) -> TickResult:
+        meta = configmap.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        log.warning(
+            "refused",
+            rollout=f"{namespace}/{name}",
+            phase=state.phase.value,
+            error=message,
+            transient=transient,
+        )
+        if message != state.reason:
+            self._report(configmap, replace(state, reason=message, updated_at=now), message)
+        return TickResult(state=state, decisions=decisions, error=message)
+
+    def _report(self, configmap: Obj, state: RolloutState, message: str) -> None:
+        meta = configmap.get("metadata") or {}
+        self.recorder.event(configmap, reason="RolloutBlocked", message=message[:1024], warning=True)
+        try:
+            write_state(self.writer, meta.get("namespace", ""), meta.get("name", ""), state)
+        except ClusterError as exc:
+            log.warning(
+                "status not written", configmap=f"{meta.get('namespace')}/{meta.get('name')}", error=str(exc)
+            )
+
+
+def read_state(configmap: Obj) -> RolloutState:
+    text = ((configmap.get("metadata") or {}).get("annotations") or {}).get(STATUS_ANNOTATION)
+    return RolloutState() if not text else RolloutState.from_json(text)
+
+
+def write_state(writer: ClusterWriter, namespace: str, name: str, state: RolloutState) -> None:
+    writer.patch(
+        Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: state.to_json()}}}
+    )
+
+
+def _describe(exc: SongbirdError, configmap: Obj) -> str:
+    meta = configmap.get("metadata") or {}
+    source = f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
+    if isinstance(exc, PolicyError):
+        return f"{source}: invalid policy: {exc.path + ': ' if exc.path else ''}{exc.message}"
+    if isinstance(exc, OwnershipError):
+        return f"{source}: {exc}"
+    return f"{source}: {exc}"
+
+
+def _event_reason(before: RolloutState, after: RolloutState, decision: Decision) -> str:
+    if after.phase is Phase.INITIALIZING:
+        return "RolloutStarted"
+    if after.phase is Phase.PROGRESSING and after.step != before.step:
+        return "StepAdvanced"
+    names: dict[Phase, str] = {
+        Phase.PAUSED: "RolloutPaused",
+        Phase.PROMOTING: "Promoting",
+        Phase.SUCCEEDED: "Promoted",
+        Phase.ROLLING_BACK: "RollingBack",
+        Phase.FAILED: "RolledBack",
+        Phase.PROGRESSING: "RolloutResumed",
+        Phase.IDLE: "Idle",
+    }
+    return names.get(after.phase, decision.action.value.capitalize())
+
+
+def status_dict(state: RolloutState) -> dict[str, Any]:
+    """A compact view of the status for the CLI."""
+    return {
+        "phase": state.phase.value,
+        "step": state.step + 1,
+        "weight": state.weight,
+        "canary": state.canary,
+        "stable": state.stable,
+        "reason": state.reason,
+    }
+
+
+__all__ = ["Action", "Evaluator", "Observer", "Reconciler", "TickResult", "read_state", "write_state"]
