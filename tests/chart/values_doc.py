@@ -79,7 +79,9 @@ def _is_map_entry(schema: dict[str, Any], path: str) -> bool:
     """A key inside a free-form map (labels, annotations...): documented by its parent, not itself."""
     parent, _, _ = path.rpartition(".")
     node = schema_node(schema, parent) if parent else None
-    return node is not None and "properties" not in node and isinstance(node.get("additionalProperties"), dict)
+    return (
+        node is not None and "properties" not in node and isinstance(node.get("additionalProperties"), dict)
+    )
 
 
 def _schema_paths(node: dict[str, Any], prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
