@@ -81,7 +81,9 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
+    # HTTP/1.0: one request per connection, so stop() leaves no idle keep-alive connection behind. A probe or
+    # a scrape every few seconds does not need connection reuse.
+    protocol_version = "HTTP/1.0"
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]

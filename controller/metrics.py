@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from analysis.state import Phase, RolloutState
 from analysis.verdict import MetricResult, Verdict
@@ -58,7 +58,9 @@ _EventSeries = tuple[Counter | Histogram, tuple[str, ...]]
 class ControllerMetrics:
     """The metrics the reconciler updates, rendered on ``/metrics`` by `controller.health`."""
 
-    content_type: Final = CONTENT_TYPE_LATEST
+    # The classic text format, which every Prometheus since 2.0 parses. prometheus_client >= 0.22 announces
+    # "version=1.0.0" (UTF-8 names) by default; our names are plain, so the 0.0.4 rendering is identical.
+    content_type: Final = "text/plain; version=0.0.4; charset=utf-8"
 
     def __init__(self, *, version: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
