@@ -1,0 +1,507 @@
+"""The Kubernetes adapter: `ClusterReader`, `ClusterWriter`, `Recorder` and the Lease calls, over HTTP.
+
+This is the only module that imports the official ``kubernetes`` client (an import-linter contract says
+so). It uses the client for configuration (kubeconfig, in-cluster service account) and transport only:
+requests go through ``ApiClient.param_serialize`` / ``call_api`` with plain dict bodies and the answers are
+``json.loads``-ed, so no client model ever leaves this module and objects look as ``kubectl get -o json``
+shows them.
+
+Invariants:
+- Every request carries a ``(connect, read)`` timeout. A logical call (with its retries) never takes
+  longer than ``ApiSettings.budget`` plus scheduling noise: each attempt's timeouts are cut to the budget
+  left.
+- Retries are bounded (``ApiSettings.attempts``) and happen only for 429, 5xx, connection errors and
+  timeouts; never for other 4xx. urllib3's own retries are switched off so the bound is ours alone.
+- Failures surface as `config.errors` types naming the object as ``Kind namespace/name``: 404 NotFound
+  (``get`` answers None instead, ``delete`` ignores it), 409 Conflict, 401/403 Forbidden, the rest
+  ClusterUnavailable; the client's exception is kept as ``__cause__``.
+- PATCH always sends ``Content-Type: application/merge-patch+json`` (RFC 7386: None deletes a key, lists
+  are replaced whole). The generated client would otherwise choose one: in kubernetes-client/python 37
+  ``select_header_content_type`` picks the first JSON-ish type (``application/json-patch+json``) and
+  ``rest.py`` rewrites that to strategic-merge for a dict body.
+- `event` never raises: an Event is best effort; failures are logged and counted.
+- Each HTTP attempt is reported to the optional ``on_call(verb, resource, ok, seconds)`` hook, where
+  ``ok`` means the API answered as expected (2xx, or a 404 the caller treats as an answer).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import urllib3
+from kubernetes import client as kube_client
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
+
+from config.errors import ClusterError, ClusterUnavailable, Conflict, Forbidden, NotFound
+from config.policy import POLICY_LABEL
+from controller.ports import Clock, Kind, Obj, SystemClock
+
+log = structlog.get_logger()
+
+CallHook = Callable[[str, str, bool, float], None]
+"""``on_call(verb, resource, ok, seconds)``: one call per HTTP attempt."""
+
+MERGE_PATCH = "application/merge-patch+json"
+EVENT_COMPONENT = "songbird"
+EVENT_REPORTER = "songbird.dev/controller"
+_RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+# The client's loaders and ApiClient carry no annotations; they are used through these typed names.
+_load_kube_config: Callable[..., None] = kube_config.load_kube_config
+_load_incluster_config: Callable[..., None] = kube_config.load_incluster_config
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiSettings:
+    """Timeouts and retry bounds for every API call (seconds)."""
+
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0
+    attempts: int = 3
+    backoff: float = 0.2
+    budget: float = 8.0
+
+    def __post_init__(self) -> None:
+        if min(self.connect_timeout, self.read_timeout, self.budget) <= 0 or self.backoff < 0:
+            raise ValueError("API timeouts and budget must be positive, backoff not negative")
+        if self.attempts < 1:
+            raise ValueError("API attempts must be at least 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Resource:
+    kind: str
+    api_version: str
+    plural: str
+
+    def path(self, namespace: str | None, name: str | None = None) -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        path = f"{base}/namespaces/{namespace}/{self.plural}" if namespace else f"{base}/{self.plural}"
+        return f"{path}/{name}" if name else path
+
+
+_RESOURCES: dict[str, _Resource] = {
+    Kind.CONFIGMAP: _Resource(kind="ConfigMap", api_version="v1", plural="configmaps"),
+    Kind.SERVICE: _Resource(kind="Service", api_version="v1", plural="services"),
+    Kind.DEPLOYMENT: _Resource(kind="Deployment", api_version="apps/v1", plural="deployments"),
+    Kind.INGRESS: _Resource(kind="Ingress", api_version="networking.k8s.io/v1", plural="ingresses"),
+    Kind.LEASE: _Resource(kind="Lease", api_version="coordination.k8s.io/v1", plural="leases"),
+}
+_EVENT = _Resource(kind="Event", api_version="v1", plural="events")
+
+
+def _describe(resource: _Resource, namespace: str | None, name: str | None) -> str:
+    return f"{resource.kind} {namespace or '*'}/{name or '*'}"
+
+
+def _rfc3339(epoch: float, *, micro: bool = False) -> str:
+    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status_message(exc: ApiException) -> str:
+    """The ``message`` of the API's Status body, else the HTTP reason."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except ValueError:
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message or exc.reason or "no reason given")
+
+
+class KubeClient:
+    """The cluster as Songbird sees it. Thread-safe as far as the underlying urllib3 pool is."""
+
+    def __init__(
+        self,
+        configuration: kube_client.Configuration,
+        *,
+        settings: ApiSettings | None = None,
+        clock: Clock | None = None,
+        on_call: CallHook | None = None,
+        reporting_instance: str | None = None,
+    ) -> None:
+        """Prefer `for_host` or `from_config`. ``configuration`` is the client's, already loaded."""
+        # Our retries are the only ones: urllib3 would otherwise retry connection errors on its own
+        # (the client hands ``Configuration.retries`` to its urllib3 PoolManager, client/rest.py).
+        configuration.retries = False
+        self._api: Any = kube_client.ApiClient(configuration)
+        self.event_failures = 0
+        self._settings = settings or ApiSettings()
+        self._clock: Clock = clock or SystemClock()
+        self._on_call = on_call
+        instance = reporting_instance or os.environ.get("POD_NAME") or socket.gethostname() or "songbird"
+        self._instance = instance[:128]
+
+    # -- construction -----------------------------------------------------------------------------------
+
+    @classmethod
+    def for_host(
+        cls,
+        url: str,
+        *,
+        token: str | None = None,
+        settings: ApiSettings | None = None,
+        clock: Clock | None = None,
+        on_call: CallHook | None = None,
+        reporting_instance: str | None = None,
+    ) -> KubeClient:
+        """A client for an explicit API server URL (plain HTTP or HTTPS with system CAs)."""
+        configuration = kube_client.Configuration()
+        configuration.host = url.rstrip("/")
+        if token:
+            configuration.api_key = {"BearerToken": f"Bearer {token}"}
+        return cls(
+            configuration,
+            settings=settings,
+            clock=clock,
+            on_call=on_call,
+            reporting_instance=reporting_instance,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        kubeconfig: str | Path | None = None,
+        *,
+        context: str | None = None,
+        settings: ApiSettings | None = None,
+        clock: Clock | None = None,
+        on_call: CallHook | None = None,
+        reporting_instance: str | None = None,
+    ) -> KubeClient:
+        """A client from, in this order: ``kubeconfig``, ``$KUBECONFIG``, the in-cluster service account
+        (when ``KUBERNETES_SERVICE_HOST`` is set), ``~/.kube/config``.
+
+        Raises `ClusterUnavailable` when none of them gives a usable configuration.
+        """
+        configuration = kube_client.Configuration()
+        path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
+        try:
+            if path:
+                # $KUBECONFIG may list several files; the loader merges them as kubectl does.
+                _load_kube_config(config_file=path, context=context, client_configuration=configuration)
+            elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+                _load_incluster_config(client_configuration=configuration)
+            else:
+                _load_kube_config(context=context, client_configuration=configuration)
+        except (kube_config.ConfigException, OSError, TypeError, ValueError) as exc:
+            where = path or "the in-cluster service account or ~/.kube/config"
+            raise ClusterUnavailable(f"no usable Kubernetes configuration from {where}: {exc}") from exc
+        return cls(
+            configuration,
+            settings=settings,
+            clock=clock,
+            on_call=on_call,
+            reporting_instance=reporting_instance,
+        )
+
+    def close(self) -> None:
+        self._api.close()
+
+    # -- ClusterReader ----------------------------------------------------------------------------------
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
+        resource = _RESOURCES[kind]
+        try:
+            return self._call("get", resource, "GET", namespace=namespace, name=name, absent_ok=True)
+        except NotFound:
+            return None
+
+    def list_policies(self, namespaces: Sequence[str] | None) -> list[Obj]:
+        """Policy ConfigMaps, sorted by namespace/name. The label is checked here too: not every API
+        server (the test emulator, for one) honours ``labelSelector``."""
+        resource = _RESOURCES[Kind.CONFIGMAP]
+        query = [("labelSelector", f"{POLICY_LABEL}=true")]
+        scopes: Sequence[str | None] = [None] if namespaces is None else list(dict.fromkeys(namespaces))
+        found: list[Obj] = []
+        for scope in scopes:
+            answer = self._call("list", resource, "GET", namespace=scope, query=query)
+            for item in answer.get("items") or []:
+                labels = (item.get("metadata") or {}).get("labels") or {}
+                if labels.get(POLICY_LABEL) == "true":
+                    item.setdefault("apiVersion", resource.api_version)
+                    item.setdefault("kind", resource.kind)
+                    found.append(item)
+        return sorted(
+            found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", ""))
+        )
+
+    # -- ClusterWriter ----------------------------------------------------------------------------------
+
+    def patch(self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]) -> Obj:
+        return self._call(
+            "patch",
+            _RESOURCES[kind],
+            "PATCH",
+            namespace=namespace,
+            name=name,
+            body=dict(patch),
+            content_type=MERGE_PATCH,
+        )
+
+    def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Obj:
+        resource = _RESOURCES[kind]
+        return self._create(resource, namespace, body)
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> None:
+        try:
+            self._call("delete", _RESOURCES[kind], "DELETE", namespace=namespace, name=name, absent_ok=True)
+        except NotFound:
+            return
+
+    # -- Lease (leader election only; kept out of the general protocols) -------------------------------
+
+    def get_lease(self, namespace: str, name: str) -> Obj | None:
+        return self.get(Kind.LEASE, namespace, name)
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> Obj:
+        """Create; `Conflict` when another replica created it first."""
+        return self._create(_RESOURCES[Kind.LEASE], namespace, body)
+
+    def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> Obj:
+        """PUT the whole Lease. ``body`` must carry ``metadata.resourceVersion`` so that the API server
+        refuses a stale write with 409 (`Conflict`) instead of overwriting another replica's claim."""
+        resource = _RESOURCES[Kind.LEASE]
+        if not (body.get("metadata") or {}).get("resourceVersion"):
+            raise ValueError(
+                f"{_describe(resource, namespace, name)}: a replace needs metadata.resourceVersion"
+            )
+        return self._call(
+            "update",
+            resource,
+            "PUT",
+            namespace=namespace,
+            name=name,
+            body=dict(body),
+            content_type="application/json",
+        )
+
+    # -- Recorder ---------------------------------------------------------------------------------------
+
+    def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
+        """Create a core/v1 Event about ``obj``. Never raises."""
+        try:
+            body = self._event_body(obj, reason=reason, message=message, warning=warning)
+            self._create(_EVENT, body["metadata"]["namespace"], body)
+        except Exception as exc:  # best effort by contract: nothing may escape
+            self.event_failures += 1
+            meta = obj.get("metadata") or {}
+            log.warning(
+                "event_failed",
+                reason=reason,
+                kind=obj.get("kind"),
+                namespace=meta.get("namespace"),
+                name=meta.get("name"),
+                error=str(exc),
+            )
+
+    def _event_body(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool) -> Obj:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        involved = {
+            key: value
+            for key, value in (
+                ("apiVersion", obj.get("apiVersion")),
+                ("kind", obj.get("kind")),
+                ("name", meta.get("name")),
+                ("namespace", meta.get("namespace")),
+                ("uid", meta.get("uid")),
+                ("resourceVersion", meta.get("resourceVersion")),
+            )
+            if value
+        }
+        now = self._clock.now()
+        # With eventTime set, core/v1 validation requires reportingComponent, reportingInstance, action
+        # and limits reason/action to 128 and message to 1024 characters
+        # (kubernetes/kubernetes pkg/apis/core/validation/events.go, legacyValidateEvent).
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name') or 'songbird'}.{secrets.token_hex(8)}",
+                "namespace": namespace,
+            },
+            "involvedObject": involved,
+            "reason": reason[:128],
+            "action": reason[:128],
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": EVENT_COMPONENT},
+            "reportingComponent": EVENT_REPORTER,
+            "reportingInstance": self._instance,
+            "firstTimestamp": _rfc3339(now),
+            "lastTimestamp": _rfc3339(now),
+            "eventTime": _rfc3339(now, micro=True),
+            "count": 1,
+        }
+
+    # -- transport --------------------------------------------------------------------------------------
+
+    def _create(self, resource: _Resource, namespace: str, body: Mapping[str, Any]) -> Obj:
+        payload = copy.deepcopy(dict(body))
+        payload.setdefault("apiVersion", resource.api_version)
+        payload.setdefault("kind", resource.kind)
+        name = (payload.get("metadata") or {}).get("name")
+        return self._call(
+            "create",
+            resource,
+            "POST",
+            namespace=namespace,
+            name=None,
+            body=payload,
+            content_type="application/json",
+            label=name,
+        )
+
+    def _call(
+        self,
+        verb: str,
+        resource: _Resource,
+        method: str,
+        *,
+        namespace: str | None,
+        name: str | None = None,
+        body: Obj | None = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str | None = None,
+        absent_ok: bool = False,
+        label: str | None = None,
+    ) -> Obj:
+        """One logical API call with bounded retries. Returns the decoded JSON answer."""
+        settings = self._settings
+        what = _describe(resource, namespace, name or label)
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            left = settings.budget - (time.monotonic() - started)
+            timeout = (
+                max(min(settings.connect_timeout, left), 0.01),
+                max(min(settings.read_timeout, left), 0.01),
+            )
+            began = time.monotonic()
+            try:
+                data = self._send(
+                    method,
+                    resource.path(namespace, name),
+                    body=body,
+                    query=query,
+                    content_type=content_type,
+                    timeout=timeout,
+                )
+            except ApiException as exc:
+                status = int(exc.status or 0)
+                self._count(verb, resource, absent_ok and status == 404, began)
+                if status not in _RETRYABLE or not self._may_retry(attempt, started):
+                    raise self._error(exc, status, what, attempt) from exc
+                cause: Exception = exc
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                self._count(verb, resource, False, began)
+                if not self._may_retry(attempt, started):
+                    raise ClusterUnavailable(
+                        f"{verb} got no answer after {attempt} attempt(s): {type(exc).__name__}: {exc}",
+                        obj=what,
+                    ) from exc
+                cause = exc
+            else:
+                self._count(verb, resource, True, began)
+                try:
+                    answer = json.loads(data) if data else {}
+                except ValueError as exc:
+                    raise ClusterUnavailable(f"{verb} answered something that is not JSON", obj=what) from exc
+                if not isinstance(answer, dict):
+                    raise ClusterUnavailable(f"{verb} answered JSON that is not an object", obj=what)
+                return answer
+            delay = min(
+                settings.backoff * 2 ** (attempt - 1), max(settings.budget - (time.monotonic() - started), 0)
+            )
+            log.debug("kube_retry", verb=verb, object=what, attempt=attempt, delay=delay, error=str(cause))
+            time.sleep(delay)
+
+    def _may_retry(self, attempt: int, started: float) -> bool:
+        settings = self._settings
+        return attempt < settings.attempts and time.monotonic() - started < settings.budget
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Obj | None,
+        query: list[tuple[str, str]] | None,
+        content_type: str | None,
+        timeout: tuple[float, float],
+    ) -> bytes:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or None,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response: Any = self._api.call_api(*request, _request_timeout=timeout)
+        try:
+            data = response.read()
+        finally:
+            response.response.release_conn()
+        if not 200 <= response.status <= 299:
+            # The same translation the generated methods use (ApiClient._call_with_legacy_options).
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return bytes(data or b"")
+
+    @staticmethod
+    def _error(exc: ApiException, status: int, what: str, attempt: int) -> ClusterError:
+        message = _status_message(exc)
+        if status == 404:
+            return NotFound(message, obj=what, status=status)
+        if status == 409:
+            return Conflict(message, obj=what, status=status)
+        if status in (401, 403):
+            return Forbidden(message, obj=what, status=status)
+        tries = f" (after {attempt} attempts)" if attempt > 1 else ""
+        return ClusterUnavailable(f"HTTP {status}{tries}: {message}", obj=what, status=status or None)
+
+    def _count(self, verb: str, resource: _Resource, ok: bool, began: float) -> None:
+        if self._on_call is None:
+            return
+        try:
+            self._on_call(verb, resource.plural, ok, time.monotonic() - began)
+        except Exception as exc:  # a broken metrics hook must not break the API call
+            log.warning("kube_call_hook_failed", error=str(exc))
+
+
+class CallCounts:
+    """An ``on_call`` hook that keeps counts and total seconds per (verb, resource, ok) in memory."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, bool], int] = {}
+        self.seconds: dict[tuple[str, str, bool], float] = {}
+
+    def __call__(self, verb: str, resource: str, ok: bool, seconds: float) -> None:
+        key = (verb, resource, ok)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
+
+    def total(self, *, verb: str | None = None, resource: str | None = None, ok: bool | None = None) -> int:
+        return sum(
+            count
+            for (v, r, o), count in self.counts.items()
+            if (verb is None or v == verb) and (resource is None or r == resource) and (ok is None or o == ok)
+        )
