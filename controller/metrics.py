@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -38,10 +38,13 @@ from analysis.verdict import MetricResult, Verdict
 DecisionAction = Literal["advance", "hold", "promote", "rollback", "inconclusive", "error"]
 DECISION_ACTIONS: Final = frozenset(get_args(DecisionAction))
 
-#: Keys of `MetricResult.figures` exported when present: the bad-event share of each version, and the
-#: running e-values of the sequential test (evidence for rollback, evidence for promotion).
-FIGURE_CANARY_RATE: Final = "canary_rate"
-FIGURE_STABLE_RATE: Final = "stable_rate"
+#: Keys of `MetricResult.figures` (as `analysis.compare` fills them) exported when present: each version's
+#: bad-event share (5xx or slow requests), else computed from its bad and total counts; and the running
+#: e-values of the sequential test (evidence for rollback, evidence for promotion).
+FIGURE_SHARES: Final = {
+    "canary": ("canary_share", "canary_bad", "canary_total"),
+    "stable": ("stable_share", "stable_bad", "stable_total"),
+}
 FIGURE_EVIDENCE: Final = {"e_bad": "rollback", "e_good": "promotion"}
 
 ROLES: Final = ("canary", "stable")
@@ -228,8 +231,8 @@ class ControllerMetrics:
         for metric, value in (
             (self._canary_requests, result.canary_requests),
             (self._stable_requests, result.stable_requests),
-            (self._canary_rate, _number(result.figures.get(FIGURE_CANARY_RATE))),
-            (self._stable_rate, _number(result.figures.get(FIGURE_STABLE_RATE))),
+            (self._canary_rate, _share(result.figures, *FIGURE_SHARES["canary"])),
+            (self._stable_rate, _share(result.figures, *FIGURE_SHARES["stable"])),
         ):
             if value is not None:
                 out[(metric, base)] = float(value)
@@ -304,6 +307,17 @@ def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if not math.isnan(value) else None
+
+
+def _share(figures: Mapping[str, object], share: str, bad: str, total: str) -> float | None:
+    """The figure ``share`` if it is a number, else ``bad / total`` when both are numbers and total > 0."""
+    given = _number(figures.get(share))
+    if given is not None:
+        return given
+    bad_count, total_count = _number(figures.get(bad)), _number(figures.get(total))
+    if bad_count is None or total_count is None or total_count <= 0:
+        return None
+    return bad_count / total_count
 
 
 def _remove(metric: Gauge | Counter | Histogram, labels: Iterable[str]) -> None:

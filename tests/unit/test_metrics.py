@@ -54,7 +54,7 @@ ERROR_RATE = MetricResult(
     reason="canary 5xx share 0.08 > stable 0.01 x 1.2",
     canary_requests=250.0,
     stable_requests=2250.0,
-    figures={"canary_rate": 0.08, "stable_rate": 0.01, "e_bad": 42.5, "e_good": 0.3},
+    figures={"canary_share": 0.08, "stable_bad": 22.5, "stable_total": 2250.0, "e_bad": 42.5, "e_good": 0.3},
 )
 LATENCY = MetricResult(
     name="latency",
@@ -132,8 +132,8 @@ def test_last_evaluation_figures() -> None:
         value(m, "songbird_metric_canary_requests", **labels) == 250.0
     )  # the last evaluation, not the first
     assert value(m, "songbird_metric_stable_requests", **labels) == 2250.0
-    assert value(m, "songbird_metric_canary_rate", **labels) == 0.08
-    assert value(m, "songbird_metric_stable_rate", **labels) == 0.01
+    assert value(m, "songbird_metric_canary_rate", **labels) == 0.08  # given as a share
+    assert value(m, "songbird_metric_stable_rate", **labels) == 0.01  # computed from the counts
     assert value(m, "songbird_metric_evidence", **labels, kind="rollback") == 42.5
     assert value(m, "songbird_metric_evidence", **labels, kind="promotion") == 0.3
     latency = {"namespace": "shop", "name": "web", "metric": "latency"}
@@ -147,7 +147,7 @@ def test_figures_that_are_not_numbers_are_not_exported() -> None:
         name="error-rate",
         verdict=Verdict.INCONCLUSIVE,
         reason="12 canary requests < minRequests 100",
-        figures={"canary_rate": math.nan, "stable_rate": "n/a", "e_bad": True},
+        figures={"canary_share": math.nan, "stable_bad": "n/a", "stable_total": 12, "e_bad": True},
     )
     m.observe_rollout("shop", "web", progressing(evaluation(odd)), 1, 9)
     assert names_with(m, metric="error-rate") == {"songbird_metric_verdict"}
