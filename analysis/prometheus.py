@@ -16,12 +16,14 @@ What it guarantees to the caller:
   The read timeout bounds each wait for bytes, not the whole body: a server trickling a byte at a time could
   stretch it, which Prometheus does not do.
 - Every failure (refused, timed out, HTTP error status, an answer that is not Prometheus JSON) becomes
-  `MetricsUnavailable` with the URL and the cause, raised ``from`` the original exception.
+  `MetricsUnavailable` with the URL and the cause, raised ``from`` the original exception; when the server
+  itself is out of reach (refused, timed out, 5xx) it is the subclass `PrometheusUnreachable`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from types import TracebackType
 from typing import Any
 
@@ -38,6 +40,7 @@ from config.policy import PrometheusSource as PrometheusSettings
 MAX_RETRIES = 2
 _BACKOFF = 0.1  # urllib3 2.x: no sleep before the first retry, backoff * 2 ** (n - 1) before the n-th
 _RETRY_STATUS = frozenset({502, 503, 504})
+_STATUS = re.compile(r"HTTP Status Code (\d{3})")
 _QUERY_IN_ERRORS = 200  # characters of a query quoted in an error
 
 
@@ -61,6 +64,12 @@ def bounded_retry(retries: int) -> Retry:
         respect_retry_after_header=False,
         raise_on_status=False,  # hand the last 5xx answer back, so its status shows in the error
     )
+
+
+class PrometheusUnreachable(MetricsUnavailable):
+    """Prometheus itself did not answer (refused, timed out, 5xx after the retries): later queries of the
+    same evaluation would wait just as long, so callers may skip them. A bad query is the plain
+    `MetricsUnavailable`: only that query is affected."""
 
 
 def _timed_out(exc: requests.RequestException) -> bool:
@@ -139,15 +148,21 @@ class PrometheusSource:
             raise MetricsUnavailable(f"{where}: unreadable answer ({exc}) to {_short(promql)}") from exc
         except requests.RequestException as exc:
             if _timed_out(exc):
-                raise MetricsUnavailable(
+                raise PrometheusUnreachable(
                     f"{where}: no answer within {self.timeout:g} s ({self.retries + 1} attempts) "
                     f"to {_short(promql)}"
                 ) from exc
-            raise MetricsUnavailable(
+            raise PrometheusUnreachable(
                 f"{where}: {type(exc).__name__}: {exc} (query {_short(promql)})"
             ) from exc
         except PrometheusApiClientException as exc:
-            raise MetricsUnavailable(f"{where}: {str(exc)[:500]} (query {_short(promql)})") from exc
+            # The client reports "HTTP Status Code <n> (<body>)". After the retries a 5xx means the server
+            # is in trouble; a 4xx means this query is wrong (400 bad_data, 422 execution).
+            status = _STATUS.search(str(exc))
+            error = (
+                PrometheusUnreachable if status and status.group(1).startswith("5") else MetricsUnavailable
+            )
+            raise error(f"{where}: {str(exc)[:500]} (query {_short(promql)})") from exc
         except (ValueError, KeyError, TypeError) as exc:  # JSON, but not Prometheus' answer shape
             raise MetricsUnavailable(f"{where}: unreadable answer ({exc}) to {_short(promql)}") from exc
 

@@ -164,6 +164,13 @@ def slow_requests(target: IngressTarget, version: Version, window: float, bucket
     return f"sum(increase({DURATION_BUCKET}{every}[{w}])) - sum(increase({DURATION_BUCKET}{fast}[{w}]))"
 
 
+def timed_requests(target: IngressTarget, version: Version, window: float) -> str:
+    """Requests of ``version`` observed by the duration histogram (its ``+Inf`` bucket) over the window:
+    the population `slow_requests` is a part of, so slow <= timed within one evaluation."""
+    every = selector(target, version, 'le="+Inf"')
+    return f"sum(increase({DURATION_BUCKET}{every}[{duration(window)}]))"
+
+
 def latency_quantile(
     target: IngressTarget, quantile: float, window: float, version: Version = Version.CANARY
 ) -> str:

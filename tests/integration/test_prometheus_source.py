@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from analysis import queries
-from analysis.prometheus import PrometheusSource
+from analysis.prometheus import PrometheusSource, PrometheusUnreachable
 from analysis.queries import IngressTarget, Version
 from config.errors import MetricsUnavailable
 from tests.support.nginx_series import IngressNames, Traffic, ingress_nginx_series
@@ -137,6 +137,7 @@ def test_unreachable_port_fails_fast_with_url() -> None:
     assert elapsed < src.worst_case_seconds  # refused connections are not waited for
     assert elapsed < 1.0  # and not hidden behind the client library's default ~6 s of retries
     assert url in str(info.value)
+    assert isinstance(info.value, PrometheusUnreachable)
     assert info.value.__cause__ is not None
 
 
@@ -183,7 +184,7 @@ def silent() -> Iterator[SilentServer]:
 def test_server_that_never_answers_is_bounded(silent: SilentServer, retries: int) -> None:
     src = PrometheusSource(f"http://127.0.0.1:{silent.port}", timeout=0.5, retries=retries)
     started = time.monotonic()
-    with pytest.raises(MetricsUnavailable, match=r"no answer within 0\.5 s"):
+    with pytest.raises(PrometheusUnreachable, match=r"no answer within 0\.5 s"):
         src.query_scalar("up", at=AT)
     elapsed = time.monotonic() - started
     assert 0.5 * (retries + 1) <= elapsed < src.worst_case_seconds + 0.5
@@ -225,7 +226,7 @@ def test_503_is_retried_a_bounded_number_of_times_ignoring_retry_after() -> None
     try:
         src = PrometheusSource(server.url, timeout=1.0, retries=2)
         started = time.monotonic()
-        with pytest.raises(MetricsUnavailable, match="503"):
+        with pytest.raises(PrometheusUnreachable, match="503"):
             src.query_scalar("up", at=AT)
         assert time.monotonic() - started < 2.0  # Retry-After: 120 was not obeyed
         assert server.requests == 3
@@ -238,10 +239,11 @@ def test_4xx_is_not_retried() -> None:
     try:
         with (
             PrometheusSource(server.url, timeout=1.0, retries=2) as src,
-            pytest.raises(MetricsUnavailable, match="422.*too many samples"),
+            pytest.raises(MetricsUnavailable, match="422.*too many samples") as info,
         ):
             src.query_scalar("up", at=AT)
         assert server.requests == 1
+        assert not isinstance(info.value, PrometheusUnreachable)  # only this query is wrong
     finally:
         server.close()
 

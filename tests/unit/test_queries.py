@@ -145,6 +145,8 @@ CASES = [
         queries.slow_requests(TARGET, Version.STABLE, WINDOW, queries.latency_bucket(0.1)),
         8.0,
     ),
+    ("canary requests seen by the histogram", queries.timed_requests(TARGET, Version.CANARY, WINDOW), 40.0),
+    ("stable requests seen by the histogram", queries.timed_requests(TARGET, Version.STABLE, WINDOW), 120.0),
     (
         "stable slower than 1 s",
         queries.slow_requests(TARGET, Version.STABLE, WINDOW, queries.latency_bucket(1)),

@@ -1,0 +1,155 @@
+"""Observe: ask a `MetricsSource` for the figures each policy metric is judged on, at one evaluation time.
+
+For the built-in metrics it gathers one window's `analysis.verdict.WindowCounts`:
+- ``error-rate``: requests and 5xx responses of the canary and of the stable;
+- ``latency``: requests seen by the duration histogram and those slower than the metric's threshold (moved
+  up to a bucket bound, see `analysis.queries.latency_bucket`), plus the canary's latency quantile in
+  seconds when the metric sets ``quantile``.
+For a custom metric it returns the rendered query's single number.
+
+Invariants:
+- No judging here: figures in, figures out (`analysis.threshold` and `analysis.compare` judge).
+- One failing query never hides the others: a `MetricsUnavailable` becomes ``error`` on the metrics that
+  needed that query, and every other metric is still observed. When Prometheus itself is out of reach
+  (`analysis.prometheus.PrometheusUnreachable`) the remaining queries of this evaluation are not sent: each
+  would wait the full timeout again, and the verdict (ERROR) would be the same.
+- A query asked for by several metrics is sent once per evaluation.
+- An empty answer for a count means nothing was served in the window: 0, never an error. Counts are real
+  (``increase()`` extrapolates) and clamped to be non-negative, with bad events at most the total.
+- Every query is evaluated at the same explicit time ``at`` over the same window, so the figures of one
+  evaluation describe the same stretch of traffic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from analysis import queries
+from analysis.prometheus import PrometheusUnreachable
+from analysis.queries import IngressTarget, LatencyBucket, Version
+from analysis.source import MetricsSource
+from analysis.verdict import WindowCounts
+from config.errors import MetricsUnavailable, PolicyError
+from config.policy import MetricSpec, Policy
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricObservation:
+    """What was measured for one policy metric at one evaluation.
+
+    ``counts``: built-in metrics' window counts (None for custom metrics or on error).
+    ``value``: the custom query's number, or the canary's latency quantile in seconds; None when there was
+    no data or nothing to measure.
+    ``error``: why the metric could not be observed (then the verdict is ERROR).
+    ``bucket``: the latency metric's slow-request bound, with the threshold it came from.
+    """
+
+    name: str
+    counts: WindowCounts | None = None
+    value: float | None = None
+    error: str | None = None
+    bucket: LatencyBucket | None = None
+    at: float = 0.0
+    window: float = 0.0
+
+
+class _Asker:
+    """Sends each distinct query once; after Prometheus proved unreachable, sends nothing more."""
+
+    def __init__(self, source: MetricsSource, at: float) -> None:
+        self.source = source
+        self.at = at
+        self.answers: dict[str, float | MetricsUnavailable | None] = {}
+        self.unreachable: PrometheusUnreachable | None = None
+
+    def __call__(self, promql: str) -> float | None:
+        if promql not in self.answers:
+            if self.unreachable is not None:
+                self.answers[promql] = MetricsUnavailable(f"not asked: {self.unreachable}")
+            else:
+                try:
+                    self.answers[promql] = self.source.query_scalar(promql, at=self.at)
+                except PrometheusUnreachable as exc:
+                    self.unreachable = exc
+                    self.answers[promql] = exc
+                except MetricsUnavailable as exc:
+                    self.answers[promql] = exc
+        answer = self.answers[promql]
+        if isinstance(answer, MetricsUnavailable):
+            raise answer
+        return answer
+
+
+def _count(value: float | None) -> float:
+    if value is None or math.isnan(value) or value < 0:
+        return 0.0
+    return value
+
+
+def _counts(
+    ask: Callable[[str], float | None], total: Callable[[Version], str], bad: Callable[[Version], str]
+) -> WindowCounts:
+    n_c, n_s = _count(ask(total(Version.CANARY))), _count(ask(total(Version.STABLE)))
+    x_c, x_s = _count(ask(bad(Version.CANARY))), _count(ask(bad(Version.STABLE)))
+    return WindowCounts(
+        canary_total=n_c, canary_bad=min(x_c, n_c), stable_total=n_s, stable_bad=min(x_s, n_s)
+    )
+
+
+def _observe_one(
+    metric: MetricSpec, ask: Callable[[str], float | None], target: IngressTarget, window: float, path: str
+) -> MetricObservation:
+    name = metric.name
+    if metric.name == "error-rate":
+        counts = _counts(
+            ask,
+            lambda v: queries.requests(target, v, window),
+            lambda v: queries.server_errors(target, v, window),
+        )
+        return MetricObservation(name=name, counts=counts)
+    if metric.name == "latency":
+        try:
+            bucket = queries.latency_bucket(queries.slow_threshold(metric))
+        except PolicyError as exc:
+            return MetricObservation(name=name, error=f"{path}.{exc.path}: {exc.message}")
+        counts = _counts(
+            ask,
+            lambda v: queries.timed_requests(target, v, window),
+            lambda v: queries.slow_requests(target, v, window, bucket),
+        )
+        value = None
+        if metric.quantile is not None:
+            value = ask(queries.latency_quantile(target, metric.quantile, window))
+        return MetricObservation(name=name, counts=counts, value=value, bucket=bucket)
+    if metric.query is None:
+        return MetricObservation(name=name, error=f"{path}.query: a custom metric needs a query")
+    try:
+        promql = queries.custom(metric.query, target, window, path=f"{path}.query")
+    except PolicyError as exc:
+        return MetricObservation(name=name, error=str(exc))
+    return MetricObservation(name=name, value=ask(promql))
+
+
+def observe(
+    policy: Policy, source: MetricsSource, target: IngressTarget, *, at: float, window: float | None = None
+) -> tuple[MetricObservation, ...]:
+    """One observation per metric of ``policy.analysis.metrics``, in the policy's order.
+
+    ``window`` defaults to ``analysis.window``. Callers that feed the counts to the canary-vs-stable
+    comparison pass windows that do not overlap (for example the cadence), as `analysis.compare` requires.
+    """
+    span = policy.analysis.window if window is None else window
+    ask = _Asker(source, at)
+    out: list[MetricObservation] = []
+    for index, metric in enumerate(policy.analysis.metrics):
+        path = f"analysis.metrics[{index}]"
+        try:
+            seen = _observe_one(metric, ask, target, span, path)
+        except MetricsUnavailable as exc:
+            seen = MetricObservation(name=metric.name, error=str(exc))
+        except PolicyError as exc:  # a window Prometheus cannot express
+            seen = MetricObservation(name=metric.name, error=str(exc))
+        out.append(replace(seen, at=at, window=span))
+    return tuple(out)
