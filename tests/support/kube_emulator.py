@@ -32,6 +32,7 @@ objects handed out are deep copies; every request, faulted or not, is recorded i
 from __future__ import annotations
 
 import asyncio
+import builtins
 import concurrent.futures
 import contextlib
 import copy
@@ -125,7 +126,7 @@ def _now_rfc3339() -> str:
 
 
 @attrs.define(kw_only=True)
-class _Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+class _Emulator(kmock.KubernetesEmulator):
     """kmock's emulator plus PUT, resourceVersion preconditions and fault injection (see module doc)."""
 
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
@@ -182,7 +183,7 @@ class _Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
     async def _stale_version(self, request: kmock.Request) -> kmock.KubernetesError | None:
         data = request.data if isinstance(request.data, Mapping) else {}
         wanted = (data.get("metadata") or {}).get("resourceVersion")
-        if not wanted:
+        if not wanted or request.resource is None or request.name is None:
             return None
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
@@ -191,7 +192,6 @@ class _Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
             current = (self._objects[key].raw.get("metadata") or {}).get("resourceVersion")
         if current == wanted:
             return None
-        assert request.resource is not None
         return kmock.KubernetesError(
             status=409,
             reason="Conflict",
@@ -227,6 +227,7 @@ class _Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     async def _serve_update(self, request: kmock.Request) -> Any:
         result = await super()._serve_update(request)
+        assert request.resource is not None and request.name is not None  # an UPDATE names its object
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
             if key in self._objects and not self._objects[key].deleted:
@@ -399,10 +400,10 @@ class KubeEmulator:
 
         return self._call(get)
 
-    def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+    def objects(self, kind: str, namespace: str | None = None) -> builtins.list[Obj]:
         resource = kmock.resource(RESOURCES[kind][0])
 
-        async def list_(emulator: _Emulator) -> list[Obj]:
+        async def list_(emulator: _Emulator) -> builtins.list[Obj]:
             async with emulator._lock:
                 return [
                     copy.deepcopy(obj.raw)
@@ -422,17 +423,21 @@ class KubeEmulator:
 
         self._call(delete)
 
-    def events(self, namespace: str | None = None) -> list[Obj]:
+    def list(self, kind: str, namespace: str | None = None) -> builtins.list[Obj]:
+        """Same as `objects`."""
+        return self.objects(kind, namespace)
+
+    def events(self, namespace: str | None = None) -> builtins.list[Obj]:
         """Events created through the API, in creation order."""
-        return self.list("Event", namespace)
+        return self.objects("Event", namespace)
 
     # -- requests ---------------------------------------------------------------------------------------
 
     @property
-    def requests(self) -> list[SeenRequest]:
+    def requests(self) -> builtins.list[SeenRequest]:
         """Every request received since start (or since `forget_requests`), in arrival order."""
 
-        async def seen(emulator: _Emulator) -> list[kmock.Request]:
+        async def seen(emulator: _Emulator) -> builtins.list[kmock.Request]:
             return list(emulator._requests)
 
         return [self._describe(request) for request in self._call(seen)[self._mark :]]
