@@ -5,8 +5,8 @@ aiohttp) on its own event loop in a background thread and offers a synchronous s
 read objects, list Events, see every request (with its Kubernetes verb, for deriving RBAC rules), and
 inject faults (a status or a hang) into the next N matching requests.
 
-What kmock 0.8 does, as verified against it with kubernetes-client/python 37 (see the tests in
-``tests/integration/test_kube_adapter.py``):
+What kmock 0.8 does, as tried against it with kubernetes-client/python 37 (the parts Songbird relies on
+are pinned by ``tests/integration/test_kube_adapter.py``):
 
 - PATCH: the body is merged as plain JSON whatever the ``Content-Type`` says (a list body is applied as a
   JSON patch). ``None`` deletes a key, lists are replaced whole: that is RFC 7386 merge-patch semantics, so
@@ -261,7 +261,15 @@ class KubeEmulator:
     """A started Kubernetes API emulator on 127.0.0.1 with a synchronous API for tests.
 
     Use as a context manager (or `start` / `stop`). ``url`` is the API server address, ``kubeconfig_path``
-    a kubeconfig file pointing at it.
+    a kubeconfig file pointing at it. For example::
+
+        with KubeEmulator() as kube:
+            kube.put("Deployment", "default", scenario.deployment("v1", replicas=3))
+            kube.fail("Deployment", status=500, method="PATCH", times=2)   # next two PATCHes fail
+            kube.hang("Lease", seconds=30)                                  # next Lease request hangs
+            ...  # code under test, given kube.url or kube.kubeconfig_path
+            assert kube.get("Deployment", "default", "nginx-v1")["spec"]["replicas"] == 3
+            rules = rbac_rules(kube.requests)                               # what RBAC must allow
     """
 
     def __init__(self) -> None:
