@@ -1,0 +1,14 @@
+"""The local lab's data plane: a real nginx playing ingress-nginx on one machine.
+
+Pieces, each usable alone:
+
+- `lab.translator` (pure): Ingress objects + local endpoints -> `lab.model.RoutingModel`, with ingress-nginx's
+  canary semantics; `lab.model.decide` is the same decision in Python, for tests and explanations;
+- `lab.render` (pure): a `RoutingModel` -> an nginx configuration string (Lua routing and metrics);
+- `lab.nginx`: runs nginx as a plain process in a temporary directory and applies models by graceful reload;
+- `lab.backend` / `lab.replicas`: local HTTP backends answering with their version, one process per replica;
+- `lab.load`: a bounded load generator that reports which version answered, per time bucket;
+- `lab.sync`: a thread that keeps backends, Deployment status and nginx in step with a cluster view.
+
+Everything binds to 127.0.0.1, lives in temporary directories and stops the processes it started.
+"""
