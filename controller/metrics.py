@@ -216,6 +216,11 @@ class ControllerMetrics:
             for result in state.history[-1].results:
                 values.update(self._result_series(namespace, name, result))
         with self._lock:
+            # Counters without a free label start at 0, so a panel shows 0 rather than nothing, and the first
+            # promotion is visible to increase().
+            for counter in (self._promotions, self._inconclusive):
+                counter.labels(namespace, name)
+                self._event_series.setdefault(key, set()).add((counter, key))
             stale = self._state_series.get(key, set()) - values.keys()
             for metric, labels in stale:
                 _remove(metric, labels)
