@@ -8,8 +8,10 @@ Covers:
   name finds nothing;
 - the canary's latency quantile and slow-request count from the histogram;
 - no data (before any sample, unknown Ingress, 0/0) is None; several series are an error naming the query;
-- a refused port, a server that accepts and never answers, 503s and a 400 all become MetricsUnavailable
-  with the URL, within the promised time bound, with the promised number of attempts (none repeated on 4xx,
+- live mode: a local exporter scraped every second is seen through the adapter;
+- a refused port, a server that accepts and never answers, 503s and a 422 all become MetricsUnavailable
+  with the URL (PrometheusUnreachable unless only the query is at fault), within the promised time bound,
+  with the promised number of attempts (none repeated on 4xx,
   Retry-After ignored).
 """
 
@@ -266,3 +268,55 @@ def test_settings_bound_the_retries() -> None:
     assert PrometheusSource("http://127.0.0.1:1", timeout=2.0, retries=2).worst_case_seconds == pytest.approx(
         6.2
     )
+
+
+class CounterExporter:
+    """A real /metrics endpoint exposing ingress-nginx's exact counter name (untyped, no _total suffix)."""
+
+    def __init__(self) -> None:
+        self.canary_requests = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = (
+                    "# TYPE nginx_ingress_controller_requests untyped\n"
+                    'nginx_ingress_controller_requests{namespace="shop",ingress="web",service="web-v1",'
+                    f'canary="shop-web-v2-80",status="200"}} {owner.canary_requests}\n'
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.slow
+def test_live_scrape_is_visible_to_the_source() -> None:
+    """Live mode: a local exporter scraped every second; a change shows up within a few intervals."""
+    exporter = CounterExporter()
+    try:
+        with PrometheusServer(scrape_targets=[exporter.address]) as live:
+            live.wait_for_targets(timeout=20)
+            exporter.canary_requests = 50
+            query = 'sum(nginx_ingress_controller_requests{namespace="shop",ingress="web",canary!=""})'
+            with PrometheusSource(live.url, timeout=2.0) as src:
+                deadline = time.monotonic() + 10
+                value = None
+                while value != 50.0 and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    value = src.query_scalar(query, at=time.time())
+            assert value == 50.0
+    finally:
+        exporter.close()
