@@ -1,0 +1,319 @@
+"""The rollout rules compared by the decision-quality benchmark, each driving many simulated runs at once.
+
+* `Songbird`: the controller's own judge, `analysis.compare.judge_metric` per metric (5xx and slow
+  requests) per 15 s window, `analysis.compare.combine` across metrics, and the step logic of
+  `analysis.decision`: steps advance on time unless a metric FAILs or the stable is failing too (shared
+  outage: hold); a decisive FAIL rolls back at once; after the last step promotion needs every metric to
+  PASS, waiting at most ``maxWait``, then ``onInconclusive: pause``.
+* `Flagger`: every ``interval`` one canary success-rate check over that interval (no data counts as a
+  failed check); a failed check holds the weight and increments a counter; rollback when the counter has
+  reached ``threshold``, tested on the next tick; promotion after a passing check at the last weight.
+* `Argo`: steps advance on time; a background measurement of the canary success rate every ``interval``;
+  NaN (no data) is a failed measurement; abort when failed measurements exceed ``failureLimit``.
+* `SprtCadence`: Wald's SPRT for p0 against p1 on the canary's requests, both known to the oracle, deciding
+  only at the end of each 15 s window (the cadence limit); accepting p0 stops the test.
+* `sprt_per_request`: the same SPRT deciding after every single request (the physical limit).
+
+Every method exposes ``weights()`` for the next window and ``observe(window, active)``; outcomes are kept
+in ``outcome`` (ACTIVE, ROLLBACK, PROMOTE, PAUSED) and ``time`` (seconds into the rollout).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.compare import CompareParams, combine, judge_metric
+from analysis.verdict import MetricResult, Verdict, WindowCounts
+from bench.simulate import SCRAPE, Scenario, Schedule, Window
+
+ACTIVE, ROLLBACK, PROMOTE, PAUSED = 0, 1, 2, 3
+TOLERANCE = min(1.0, SCRAPE * 0.05)  # as in analysis.decision
+
+
+class Method:
+    name = "method"
+
+    def __init__(self, runs: int, schedule: Schedule) -> None:
+        self.runs = runs
+        self.schedule = schedule
+        self.outcome = np.zeros(runs, dtype=np.int8)
+        self.time = np.full(runs, math.nan)
+        self.k = 0
+
+    def weights(self) -> np.ndarray:
+        """On-time schedule by default: every step advances after its interval."""
+        t = self.k * SCRAPE
+        return np.full(self.runs, self.schedule.on_time_weight(t))
+
+    def observe(self, window: Window, active: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def finish(self, mask: np.ndarray, outcome: int, t: float) -> None:
+        mask = mask & (self.outcome == ACTIVE)
+        self.outcome[mask] = outcome
+        self.time[mask] = t
+
+
+class Songbird(Method):
+    name = "Songbird"
+
+    def __init__(
+        self,
+        runs: int,
+        schedule: Schedule,
+        *,
+        params: CompareParams,
+        metrics: tuple[str, ...] = ("error-rate", "latency"),
+        min_requests: int = 100,
+    ) -> None:
+        super().__init__(runs, schedule)
+        self.params = params
+        self.metrics = metrics
+        self.min_requests = min_requests
+        self.sums: list[dict[str, dict[str, float]]] = [{m: {} for m in metrics} for _ in range(runs)]
+        self.step = np.zeros(runs, dtype=np.int64)
+        self.step_start = np.zeros(runs)
+        self.promoted_without_pass = 0
+        self.judged = 0
+
+    def weights(self) -> np.ndarray:
+        return np.array(self.schedule.steps)[self.step] / 100.0
+
+    def observe(self, window: Window, active: np.ndarray) -> None:
+        self.k += 1
+        t = self.k * SCRAPE
+        s = self.schedule
+        last = len(s.steps) - 1
+        columns = {
+            "error-rate": (window.canary_bad, window.stable_bad),
+            "latency": (window.canary_slow, window.stable_slow),
+        }
+        for i in np.flatnonzero(active):
+            results: list[MetricResult] = []
+            for m in self.metrics:
+                bad_c, bad_s = columns[m]
+                counts = WindowCounts(
+                    canary_total=float(window.canary_total[i]),
+                    canary_bad=float(bad_c[i]),
+                    stable_total=float(window.stable_total[i]),
+                    stable_bad=float(bad_s[i]),
+                )
+                result, self.sums[i][m] = judge_metric(
+                    name=m,
+                    counts=counts,
+                    sums=self.sums[i][m],
+                    params=self.params,
+                    ceiling=None,
+                    n_metrics=len(self.metrics),
+                    min_requests=self.min_requests,
+                )
+                results.append(result)
+            self.judged += len(results)
+            verdict = combine(results)
+            if verdict.verdict is Verdict.FAIL and verdict.decisive:
+                self._end(i, ROLLBACK, t)
+                continue
+            if any(r.figures.get("shared_outage") for r in results):
+                continue  # paused: the weight holds while the stable is failing too
+            elapsed = t - self.step_start[i]
+            if elapsed < s.interval - TOLERANCE or verdict.verdict in (Verdict.FAIL, Verdict.ERROR):
+                continue
+            if self.step[i] < last:
+                self.step[i] += 1
+                self.step_start[i] = t
+            elif all(r.verdict is Verdict.PASS for r in results):
+                self._end(i, PROMOTE, t)
+            elif elapsed - s.interval >= s.max_wait - TOLERANCE:
+                self._end(i, PAUSED, t)
+
+    def _end(self, i: int, outcome: int, t: float) -> None:
+        self.outcome[i] = outcome
+        self.time[i] = t
+
+
+class _MinuteChecks(Method):
+    """Shared by Flagger and Argo: canary success rate over each ``interval``, from the 15 s windows."""
+
+    min_success = 0.99
+
+    def __init__(self, runs: int, schedule: Schedule) -> None:
+        super().__init__(runs, schedule)
+        self.per_tick = round(schedule.interval / SCRAPE)
+        self.minute_total = np.zeros(runs)
+        self.minute_bad = np.zeros(runs)
+
+    def accumulate(self, window: Window) -> np.ndarray | None:
+        """Add a window; at the end of an interval return the failed-check mask and start a new interval."""
+        self.k += 1
+        self.minute_total += window.canary_total
+        self.minute_bad += window.canary_bad
+        if self.k % self.per_tick:
+            return None
+        total, bad = self.minute_total, self.minute_bad
+        with np.errstate(divide="ignore", invalid="ignore"):
+            success = np.where(total > 0, 1 - bad / np.maximum(total, 1e-12), np.nan)
+        failed = ~(success >= self.min_success)  # NaN (no data) fails
+        self.minute_total = np.zeros(self.runs)
+        self.minute_bad = np.zeros(self.runs)
+        return failed
+
+
+class Flagger(_MinuteChecks):
+    def __init__(self, runs: int, schedule: Schedule, *, threshold: int = 5) -> None:
+        super().__init__(runs, schedule)
+        self.name = f"Flagger (threshold {threshold})"
+        self.threshold = threshold
+        self.failed_checks = np.zeros(runs, dtype=np.int64)
+        self.step = np.zeros(runs, dtype=np.int64)
+
+    def weights(self) -> np.ndarray:
+        return np.array(self.schedule.steps)[self.step] / 100.0
+
+    def observe(self, window: Window, active: np.ndarray) -> None:
+        failed = self.accumulate(window)
+        if failed is None:
+            return
+        t = self.k * SCRAPE
+        self.finish(active & (self.failed_checks >= self.threshold), ROLLBACK, t)
+        active = self.outcome == ACTIVE
+        self.failed_checks += active & failed
+        passed = active & ~failed
+        last = len(self.schedule.steps) - 1
+        self.finish(passed & (self.step == last), PROMOTE, t)
+        self.step = np.where(passed & (self.step < last), self.step + 1, self.step)
+
+
+class Argo(_MinuteChecks):
+    def __init__(self, runs: int, schedule: Schedule, *, failure_limit: int = 0) -> None:
+        super().__init__(runs, schedule)
+        self.name = f"Argo (failureLimit {failure_limit})"
+        self.failure_limit = failure_limit
+        self.failed = np.zeros(runs, dtype=np.int64)
+
+    def observe(self, window: Window, active: np.ndarray) -> None:
+        failed = self.accumulate(window)
+        if failed is None:
+            return
+        t = self.k * SCRAPE
+        self.failed += active & failed
+        self.finish(active & (self.failed > self.failure_limit), ROLLBACK, t)
+        if t >= self.schedule.nominal - TOLERANCE:
+            self.finish(self.outcome == ACTIVE, PROMOTE, t)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SprtBounds:
+    """Wald's SPRT for p0 against p1 with error rates alpha (false rollback) and beta (miss)."""
+
+    p0: float
+    p1: float
+    alpha: float = 0.01
+    beta: float = 0.01
+
+    @property
+    def upper(self) -> float:
+        return math.log((1 - self.beta) / self.alpha)
+
+    @property
+    def lower(self) -> float:
+        return math.log(self.beta / (1 - self.alpha))
+
+    @property
+    def step_bad(self) -> float:
+        return math.log(self.p1 / self.p0)
+
+    @property
+    def step_good(self) -> float:
+        return math.log((1 - self.p1) / (1 - self.p0))
+
+
+def oracle_bounds(scenario: Scenario, *, alpha: float = 0.01, beta: float = 0.01) -> SprtBounds:
+    """The oracle knows p0; against a healthy canary it tests the smallest regression of interest (2 p0)."""
+    p1 = scenario.p_canary if scenario.ratio > 1 else min(2 * scenario.p_stable, 0.5)
+    return SprtBounds(p0=scenario.p_stable, p1=p1, alpha=alpha, beta=beta)
+
+
+class SprtCadence(Method):
+    name = "SPRT oracle, 15 s cadence"
+
+    def __init__(self, runs: int, schedule: Schedule, *, bounds: SprtBounds) -> None:
+        super().__init__(runs, schedule)
+        self.bounds = bounds
+        self.llr = np.zeros(runs)
+        self.accepted = np.zeros(runs, dtype=bool)
+
+    def observe(self, window: Window, active: np.ndarray) -> None:
+        self.k += 1
+        t = self.k * SCRAPE
+        b = self.bounds
+        testing = active & ~self.accepted
+        x, n = window.canary_bad, window.canary_total
+        self.llr += np.where(testing, x * b.step_bad + (n - x) * b.step_good, 0.0)
+        self.finish(testing & (self.llr >= b.upper), ROLLBACK, t)
+        self.accepted |= testing & (self.llr <= b.lower)
+        if t >= self.schedule.nominal - TOLERANCE:
+            self.finish(self.accepted, PROMOTE, t)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestLevel:
+    """Per-run result of the per-request SPRT: rolled back or not, after how many canary requests."""
+
+    rollback: np.ndarray
+    requests: np.ndarray  # canary requests until the decision (inf: none within the run)
+    failed: np.ndarray  # failed canary requests served until the decision
+
+
+def sprt_per_request(
+    bounds: SprtBounds, *, p_true: float, runs: int, rng: np.random.Generator, max_requests: float
+) -> RequestLevel:
+    """Wald's SPRT deciding after every canary request, simulated by jumping from one failure to the next.
+
+    Between failures the log-likelihood ratio only falls (by ``step_good`` per request), so the lower bound
+    can be crossed only before a failure, the upper one only at a failure.
+    """
+    b = bounds
+    n = np.zeros(runs)  # requests so far
+    k = np.zeros(runs)  # failures so far
+    done = np.zeros(runs, dtype=bool)
+    rollback = np.zeros(runs, dtype=bool)
+    requests = np.full(runs, math.inf)
+    failed = np.zeros(runs)
+    while not done.all():
+        gap = rng.geometric(p_true, size=runs).astype(float)  # requests up to and including the next failure
+        llr_here = k * b.step_bad + (n - k) * b.step_good
+        to_lower = np.maximum(np.ceil((b.lower - llr_here) / b.step_good), 0.0)  # good requests to accept
+        accept = ~done & (to_lower <= gap - 1)
+        requests = np.where(accept, n + to_lower, requests)
+        failed = np.where(accept, k, failed)
+        done |= accept
+        live = ~done
+        n = np.where(live, n + gap, n)
+        k = np.where(live, k + 1, k)
+        hit = live & (k * b.step_bad + (n - k) * b.step_good >= b.upper)
+        requests = np.where(hit, n, requests)
+        failed = np.where(hit, k, failed)
+        rollback |= hit
+        done |= hit
+        over = ~done & (n > max_requests)
+        failed = np.where(over, k, failed)
+        done |= over
+    requests = np.where(requests > max_requests, math.inf, requests)
+    rollback &= np.isfinite(requests)
+    return RequestLevel(rollback=rollback, requests=requests, failed=failed)
+
+
+def canary_request_times(
+    schedule: Schedule, rate: float, requests: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Arrival time of the n-th canary request on the on-time schedule at a constant rate (Poisson)."""
+    knots = np.arange(len(schedule.steps) + 1) * schedule.interval
+    knots = np.append(knots, schedule.horizon)
+    weights = [w / 100.0 for w in schedule.steps] + [schedule.steps[-1] / 100.0]
+    cumulative = np.concatenate(([0.0], np.cumsum(rate * np.diff(knots) * np.array(weights))))
+    finite = np.isfinite(requests)
+    arrivals = np.where(finite, rng.gamma(np.where(finite, np.maximum(requests, 1), 1.0)), math.inf)
+    return np.where(arrivals <= cumulative[-1], np.interp(arrivals, cumulative, knots), math.inf)
