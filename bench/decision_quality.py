@@ -315,6 +315,7 @@ def targets(report: dict[str, Any], beta: float) -> list[dict[str, Any]]:
 def plot(report: dict[str, Any], path: Path) -> None:
     # Imported here so that `songbird bench decisions --help` does not pay for matplotlib.
     import matplotlib  # noqa: PLC0415
+    import matplotlib.ticker  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -328,6 +329,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 ax.plot(RATIOS, [max(y["failed_mean"], 0.1) for y in ys if y], marker="o", label=m)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(RATIOS, labels=[f"{r:g}" for r in RATIOS])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_title(f"{rate:g} req/s")
         ax.set_xlabel("canary/stable error ratio")
     axes[0][0].set_ylabel("failed canary requests served (mean)")
