@@ -220,6 +220,16 @@ class KubeClient:
         except NotFound:
             return None
 
+    def list_objects(self, kind: Kind, namespace: str) -> list[Obj]:
+        """Every object of ``kind`` in ``namespace``, each with its apiVersion and kind set."""
+        resource = _RESOURCES[kind]
+        answer = self._call("list", resource, "GET", namespace=namespace)
+        items: list[Obj] = answer.get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", resource.api_version)
+            item.setdefault("kind", resource.kind)
+        return items
+
     def list_policies(self, namespaces: Sequence[str] | None) -> list[Obj]:
         """Policy ConfigMaps, sorted by namespace/name. The label is checked here too: not every API
         server (the test emulator, for one) honours ``labelSelector``."""

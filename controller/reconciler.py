@@ -206,6 +206,10 @@ class Reconciler:
         evaluated: bool,
     ) -> None:
         state = decision.state
+        if decision.action is Action.HOLD and _same(before, state):
+            # Nothing but the wording of a hold changed (elapsed time): no write, no watch event for it.
+            log.debug("hold", rollout=f"{namespace}/{name}", reason=decision.reason)
+            return
         write_state(self.writer, namespace, name, state)
         configmap.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_ANNOTATION] = (
             state.to_json()
@@ -264,6 +268,10 @@ class Reconciler:
             log.warning(
                 "status not written", configmap=f"{meta.get('namespace')}/{meta.get('name')}", error=str(exc)
             )
+
+
+def _same(a: RolloutState, b: RolloutState) -> bool:
+    return replace(a, updated_at=None, reason="") == replace(b, updated_at=None, reason="")
 
 
 def read_state(configmap: Obj) -> RolloutState:

@@ -27,3 +27,11 @@ def seed_scenario(kube: KubeEmulator) -> KubeEmulator:
         kube.put(obj["kind"], obj["metadata"]["namespace"], obj)
     kube.forget_requests()
     return kube
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_logs() -> None:
+    """The controller logs one JSON line per decision; tests that check logs capture them explicitly."""
+    from controller import logs
+
+    logs.configure("warning")

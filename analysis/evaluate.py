@@ -1,0 +1,194 @@
+"""One evaluation of a rollout's metrics against Prometheus: observe, judge, and the evidence to persist.
+
+Built-in metrics (``error-rate``, ``latency``) are judged by the anytime-valid canary-vs-stable comparison
+(`analysis.compare`), with the policy's ``max`` as a ceiling evaluated the same anytime-valid way:
+- error-rate: the ceiling is ``max``, a share of 5xx responses;
+- latency: "the ``quantile`` (default 0.99) stays under ``max`` seconds" is the same statement as "at most
+  1 - quantile of requests are slower than ``max``", so requests slower than the threshold bucket are the
+  bad events and 1 - quantile is the ceiling. The histogram quantile itself is reported as a figure.
+Their counts come from a window reaching back to the previous evaluation, so windows never overlap and
+every request is counted once (the comparison's validity condition), whatever the tick timing.
+Custom metrics are judged against their ``max``/``min`` over ``analysis.window`` (`analysis.threshold`).
+
+Sparse rule: when neither version has produced enough bad events for a comparison (fewer than
+``SPARSE_EVENTS`` over the whole rollout), the ratio test has nothing to work with and would keep a
+flawless canary waiting forever. Then the metric passes once the canary has served ``minRequests`` with a
+bad share no higher than the stable's, and its ceiling (if any) is certified. The bad-event evidence keeps
+running, so a canary that starts failing later is still rolled back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from analysis import compare, threshold
+from analysis.observe import MetricObservation, observe
+from analysis.prometheus import PrometheusSource
+from analysis.queries import IngressTarget
+from analysis.source import MetricsSource
+from analysis.state import RolloutState
+from analysis.verdict import MetricResult, Verdict
+from config.errors import MetricsUnavailable, PolicyError
+from config.policy import BUILTIN_METRICS, MetricSpec, Policy
+
+SPARSE_EVENTS = 5.0
+MAX_EVIDENCE_WINDOW = 600.0  # after a long gap, older traffic is not worth a slower query
+
+Evaluation = tuple[tuple[MetricResult, ...], dict[str, dict[str, float]]]
+
+
+def ceiling(metric: MetricSpec) -> float | None:
+    """The highest acceptable share of bad events for a built-in metric, from its ``max``."""
+    if metric.max is None:
+        return None
+    if metric.name == "latency":
+        return 1.0 - (metric.quantile if metric.quantile is not None else 0.99)
+    return metric.max
+
+
+def evidence_window(policy: Policy, state: RolloutState, now: float) -> float:
+    """Seconds since the previous evaluation (or the step start): consecutive windows do not overlap."""
+    last = state.last_evaluated_at if state.last_evaluated_at is not None else state.step_started_at
+    span = now - last if last is not None else policy.analysis.cadence
+    return min(max(span, 1.0), MAX_EVIDENCE_WINDOW)
+
+
+def _error(name: str, reason: str) -> MetricResult:
+    return MetricResult(name=name, verdict=Verdict.ERROR, reason=reason)
+
+
+def _sparse(result: MetricResult, metric: MetricSpec, min_requests: int) -> MetricResult:
+    if result.verdict is not Verdict.INCONCLUSIVE or result.figures.get("shared_outage"):
+        return result
+    f = result.figures
+    n_c, x_c = float(f.get("canary_total_sum", 0.0)), float(f.get("canary_bad_sum", 0.0))
+    n_s, x_s = float(f.get("stable_total_sum", 0.0)), float(f.get("stable_bad_sum", 0.0))
+    if x_c + x_s >= SPARSE_EVENTS or n_c < max(min_requests, 1):
+        return result
+    if n_s > 0 and x_c / n_c > x_s / n_s and x_c > 0:
+        return result
+    if ceiling(metric) is not None and float(f.get("e_ceiling_good", 0.0)) < float(
+        f.get("threshold_good", 1)
+    ):
+        return result
+    reason = (
+        f"too few bad events to compare ({x_c:.0f} in {n_c:.0f} canary requests, {x_s:.0f} in "
+        f"{n_s:.0f} stable): pass on {min_requests} requests"
+    )
+    return replace(result, verdict=Verdict.PASS, reason=reason, figures={**f, "sparse": True})
+
+
+def judge(
+    policy: Policy,
+    state: RolloutState,
+    builtin: tuple[MetricObservation, ...],
+    custom: tuple[MetricObservation, ...],
+) -> Evaluation:
+    """Pure: observations in, verdicts and updated evidence out (in the policy's metric order)."""
+    params = compare.CompareParams.from_policy(policy.analysis.compare)
+    specs = {m.name: m for m in policy.analysis.metrics}
+    n_builtin = max(1, len(builtin))
+    evidence = {k: dict(v) for k, v in state.evidence.items()}
+    by_name: dict[str, MetricResult] = {}
+    for seen in builtin:
+        metric = specs[seen.name]
+        if seen.error is not None or seen.counts is None:
+            by_name[seen.name] = _error(seen.name, seen.error or "no counts")
+            continue
+        result, sums = compare.judge_metric(
+            name=seen.name,
+            counts=seen.counts,
+            sums=evidence.get(seen.name, {}),
+            params=params,
+            ceiling=ceiling(metric),
+            n_metrics=n_builtin,
+            min_requests=policy.analysis.min_requests,
+        )
+        evidence[seen.name] = sums
+        if seen.value is not None:
+            result = replace(
+                result,
+                figures={
+                    **result.figures,
+                    "quantile": metric.quantile,
+                    "latency_quantile_seconds": seen.value,
+                },
+            )
+        by_name[seen.name] = _sparse(result, metric, policy.analysis.min_requests)
+    for seen in custom:
+        by_name[seen.name] = threshold.judge_threshold(
+            seen, specs[seen.name], min_requests=policy.analysis.min_requests
+        )
+    return tuple(by_name[m.name] for m in policy.analysis.metrics if m.name in by_name), evidence
+
+
+class _Timed:
+    """A MetricsSource that reports each query's duration and outcome."""
+
+    def __init__(self, source: MetricsSource, on_query: Callable[[float, bool], None]) -> None:
+        self.source = source
+        self.on_query = on_query
+
+    def query_scalar(self, promql: str, *, at: float) -> float | None:
+        began = time.monotonic()
+        try:
+            value = self.source.query_scalar(promql, at=at)
+        except MetricsUnavailable:
+            self.on_query(time.monotonic() - began, False)
+            raise
+        self.on_query(time.monotonic() - began, True)
+        return value
+
+
+class PrometheusEvaluator:
+    """The reconciler's `Evaluator`: Prometheus from the policy (or the daemon's default URL)."""
+
+    def __init__(
+        self, *, default_url: str | None, on_query: Callable[[float, bool], None] | None = None
+    ) -> None:
+        self.default_url = default_url
+        self.on_query = on_query
+        self._sources: dict[tuple[str, float], PrometheusSource] = {}
+
+    def _source(self, policy: Policy) -> MetricsSource | None:
+        url = policy.analysis.prometheus.url or self.default_url
+        if not url:
+            return None
+        key = (url, policy.analysis.prometheus.timeout)
+        if key not in self._sources:
+            self._sources[key] = PrometheusSource(url, timeout=policy.analysis.prometheus.timeout, retries=1)
+        source: MetricsSource = self._sources[key]
+        return _Timed(source, self.on_query) if self.on_query is not None else source
+
+    def evaluate(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> Evaluation:
+        source = self._source(policy)
+        if source is None:
+            reason = "no Prometheus URL: set analysis.prometheus.url in the policy or --prometheus-url"
+            return tuple(_error(m.name, reason) for m in policy.analysis.metrics), dict(state.evidence)
+        try:
+            target = IngressTarget(
+                namespace=namespace,
+                ingress=policy.ingress,
+                canary=state.canary_service,
+                stable=state.stable_service,
+            )
+        except PolicyError as exc:
+            return tuple(_error(m.name, str(exc)) for m in policy.analysis.metrics), dict(state.evidence)
+
+        def subset(names: tuple[str, ...], inside: bool) -> Policy:
+            metrics = tuple(m for m in policy.analysis.metrics if (m.name in names) == inside)
+            return replace(policy, analysis=replace(policy.analysis, metrics=metrics))
+
+        builtin = observe(
+            subset(BUILTIN_METRICS, True), source, target, at=now, window=evidence_window(policy, state, now)
+        )
+        custom_policy = subset(BUILTIN_METRICS, False)
+        custom = observe(custom_policy, source, target, at=now) if custom_policy.analysis.metrics else ()
+        return judge(policy, state, builtin, custom)
+
+    def close(self) -> None:
+        for source in self._sources.values():
+            source.close()
+        self._sources.clear()

@@ -1,0 +1,175 @@
+"""The ``songbird`` command line.
+
+songbird run       the controller daemon (kubeconfig from --kubeconfig, KUBECONFIG or in-cluster)
+songbird status    the rollout status of policy ConfigMaps, read from the cluster
+songbird validate  check a policy file offline, with the field path of every error
+songbird schema    print the policy's JSON Schema
+songbird bench     decision-quality benchmark (see bench/decision_quality.py)
+songbird lab       a whole canary release on this machine (real nginx, Prometheus, emulated API)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from analysis.state import RolloutState
+from config.errors import PolicyError, SongbirdError
+from config.loader import load_policy_yaml
+from config.policy import POLICY_KEY
+
+
+def _run(args: argparse.Namespace) -> int:
+    from controller import logs  # noqa: PLC0415  (the daemon's imports load only for `run`)
+    from controller.daemon import Controller, Settings  # noqa: PLC0415
+
+    logs.configure(args.log_level)
+    settings = Settings(
+        kubeconfig=args.kubeconfig,
+        namespaces=tuple(n for n in (args.namespaces or "").split(",") if n),
+        prometheus_url=args.prometheus_url,
+        metrics_address=args.metrics_address,
+        leader_election=args.leader_election,
+        lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace,
+        identity=args.identity,
+        annotation_prefix=args.annotation_prefix,
+        resync=args.resync,
+    )
+    controller = Controller(settings)
+    controller.install_signal_handlers()
+    return controller.run()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from controller.kube import KubeClient  # noqa: PLC0415
+    from controller.reconciler import read_state  # noqa: PLC0415
+
+    kube = KubeClient.from_config(args.kubeconfig)
+    try:
+        configmaps = kube.list_policies([args.namespace] if args.namespace else None)
+    finally:
+        kube.close()
+    rows = []
+    for cm in configmaps:
+        meta = cm.get("metadata") or {}
+        if args.name and meta.get("name") != args.name:
+            continue
+        try:
+            state = read_state(cm)
+        except ValueError as exc:
+            state = RolloutState(reason=f"unreadable status: {exc}")
+        rows.append((f"{meta.get('namespace')}/{meta.get('name')}", state))
+    if args.output == "json":
+        print(json.dumps({k: json.loads(s.to_json()) for k, s in rows}, indent=2))
+        return 0
+    print(f"{'ROLLOUT':32} {'PHASE':12} {'STEP':>4} {'WEIGHT':>6}  REASON")
+    for key, s in rows:
+        print(f"{key:32} {s.phase.value:12} {s.step + 1:>4} {s.weight:>5g}%  {s.reason}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        try:
+            import yaml  # noqa: PLC0415
+
+            doc = yaml.safe_load(text)
+            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+                text = (doc.get("data") or {}).get(POLICY_KEY, "")
+            load_policy_yaml(text, source=path)
+            print(f"{path}: ok")
+        except PolicyError as exc:
+            print(str(exc), file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _schema(_: argparse.Namespace) -> int:
+    from config.schema import main  # noqa: PLC0415
+
+    main()
+    return 0
+
+
+def _delegate(module: str, argv: list[str]) -> int:
+    """Run another entry point's ``main(argv)`` (the benchmark and the lab live outside the controller)."""
+    return int(importlib.import_module(module).main(argv) or 0)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    return _delegate("bench.decision_quality", args.rest)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    return _delegate("lab.cli", args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="songbird", description="Progressive delivery for Kubernetes.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the controller")
+    run.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)")
+    run.add_argument("--namespaces", default="", help="comma-separated namespaces to watch (default: all)")
+    run.add_argument("--prometheus-url", help="Prometheus for policies that name none")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--metrics-address", default="0.0.0.0:8080", help="host:port of /metrics and probes")
+    run.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=True)
+    run.add_argument("--lease-name", default="songbird-leader")
+    run.add_argument("--lease-namespace", help="default: POD_NAMESPACE, else default")
+    run.add_argument("--identity", help="leader-election identity (default: POD_NAME, else host-pid)")
+    run.add_argument(
+        "--annotation-prefix",
+        default="nginx.ingress.kubernetes.io",
+        help="ingress-nginx's --annotations-prefix",
+    )
+    run.add_argument("--resync", type=float, default=10.0, help="seconds between policy discoveries")
+    run.set_defaults(fn=_run)
+
+    status = sub.add_parser("status", help="show rollout status")
+    status.add_argument("name", nargs="?")
+    status.add_argument("-n", "--namespace")
+    status.add_argument("--kubeconfig")
+    status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    status.set_defaults(fn=_status)
+
+    validate = sub.add_parser("validate", help="check policy files (policy.yaml or a ConfigMap manifest)")
+    validate.add_argument("files", nargs="+")
+    validate.set_defaults(fn=_validate)
+
+    sub.add_parser("schema", help="print the policy JSON Schema").set_defaults(fn=_schema)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    decisions = bench_sub.add_parser(
+        "decisions", help="decision quality vs Flagger, Argo and SPRT", add_help=False
+    )
+    decisions.add_argument("rest", nargs=argparse.REMAINDER)
+    decisions.set_defaults(fn=_bench)
+
+    lab = sub.add_parser("lab", help="a whole canary release on this machine", add_help=False)
+    lab.add_argument("rest", nargs=argparse.REMAINDER)
+    lab.set_defaults(fn=_lab)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except SongbirdError as exc:
+        print(f"songbird: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
