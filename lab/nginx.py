@@ -67,11 +67,15 @@ class NginxConfigError(NginxError):
 
 
 def find_nginx(binary: str | None = None) -> str:
-    found = shutil.which(binary or "nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
-    )
+    """The nginx executable: ``binary`` if given, else ``nginx`` on PATH or in /usr/sbin."""
+    if binary:
+        found = shutil.which(binary)
+    else:
+        found = shutil.which("nginx") or next(
+            (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+        )
     if found is None:
-        raise NginxNotInstalledError(f"nginx not found on PATH: {INSTALL_HINT}")
+        raise NginxNotInstalledError(f"nginx not found ({binary or 'nginx'}): {INSTALL_HINT}")
     return found
 
 
