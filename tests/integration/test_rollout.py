@@ -13,13 +13,19 @@ errorDeadline."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 import pytest
 
 from analysis.state import Phase
 from controller.ingress_nginx import canary_name
 from tests.support import scenario
+from tests.support.clusters import EmulatedCluster
 from tests.support.nginx_series import Traffic
-from tests.support.world import BASE_POLICY, World, build_reconciler, world
+from tests.support.world import BASE_POLICY, World
+
+MakeWorld = Callable[..., AbstractContextManager[World]]
 
 P = "nginx.ingress.kubernetes.io"
 CANARY_INGRESS = canary_name(scenario.MAIN_INGRESS)
@@ -43,8 +49,8 @@ def backend_of(w: World) -> str:
     return ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
 
 
-def test_healthy_canary_is_promoted_through_every_step() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY) as w:
+def test_healthy_canary_is_promoted_through_every_step(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
         seen_weights: list[float] = []
         for _ in range(400):
             w.tick()
@@ -71,14 +77,16 @@ def test_healthy_canary_is_promoted_through_every_step() -> None:
         assert {r.name for r in last.results} == {"error-rate", "latency"}
         assert all(r.verdict.value == "PASS" for r in last.results)
         # A later tick changes nothing: the rollout is finished.
-        before = len(w.kube.requests)
+        before = len(w.emulator.requests)
         w.tick()
-        writes = [r for r in w.kube.requests[before:] if r.verb in ("create", "patch", "delete", "update")]
+        writes = [
+            r for r in w.emulator.requests[before:] if r.verb in ("create", "patch", "delete", "update")
+        ]
         assert writes == []
 
 
-def test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence() -> None:
-    with world(stable=HEALTHY, canary=BAD) as w:
+def test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=BAD) as w:
         state = w.run(300)
         assert state.phase is Phase.FAILED
         assert state.reason.startswith("error-rate: 5xx ") and state.reason.endswith(": rollback")
@@ -102,16 +110,23 @@ def test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence() -> None:
         assert rolled[-1]["message"] == f"Failed: {state.reason}"
 
 
-def test_header_routing_during_the_rollout_and_gone_after_rollback() -> None:
-    with world(stable=HEALTHY, canary=BAD) as w:
+def test_header_routing_during_the_rollout_and_gone_after_rollback(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=BAD) as w:
         w.run(10)
         ing = w.ingress(CANARY_INGRESS)
         assert ing is not None
         assert ing["metadata"]["annotations"][f"{P}/canary-by-header"] == "Region"
         assert f"{P}/canary-by-header-value" not in ing["metadata"]["annotations"]  # "always" needs none
-        w.kube.forget_requests()
+        emulated = isinstance(w.cluster, EmulatedCluster)
+        if emulated:
+            w.emulator.forget_requests()
         assert w.run(300).phase is Phase.FAILED
-        writes = [r for r in w.kube.requests if r.resource == "ingresses" and r.verb in ("patch", "delete")]
+        assert w.ingress(CANARY_INGRESS) is None
+        if not emulated:
+            return
+        writes = [
+            r for r in w.emulator.requests if r.resource == "ingresses" and r.verb in ("patch", "delete")
+        ]
         # Header routing and weight withdrawn first, then the canary Ingress removed.
         assert [r.verb for r in writes] == ["patch", "delete"]
         assert writes[0].body["metadata"]["annotations"] == {
@@ -121,8 +136,8 @@ def test_header_routing_during_the_rollout_and_gone_after_rollback() -> None:
         assert w.ingress(CANARY_INGRESS) is None
 
 
-def test_header_routing_gone_after_promotion() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY) as w:
+def test_header_routing_gone_after_promotion(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
         w.run(30)
         ing = w.ingress(CANARY_INGRESS)
         assert ing is not None and ing["metadata"]["annotations"][f"{P}/canary-by-header"] == "Region"
@@ -132,15 +147,15 @@ def test_header_routing_gone_after_promotion() -> None:
         assert main is not None and not any("canary" in k for k in main["metadata"].get("annotations", {}))
 
 
-def test_canary_replicas_follow_the_weight_and_lead_it() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY) as w:
+def test_canary_replicas_follow_the_weight_and_lead_it(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
         pairs: set[tuple[float, int]] = set()
         for _ in range(400):
             w.tick()
             weight = weight_of(w)
             if weight is not None:
                 # Scaled before the weight rises: the canary never has fewer ready pods than its weight needs.
-                dep = w.kube.get("Deployment", "default", "nginx-v2")
+                dep = w.get("Deployment", "nginx-v2")
                 assert dep is not None
                 ready = dep.get("status", {}).get("readyReplicas", 0)
                 needed = 0 if weight == 0 else -(-3 * weight // 100)
@@ -159,12 +174,12 @@ def test_canary_replicas_follow_the_weight_and_lead_it() -> None:
         assert w.replicas("nginx-v1") == 3  # the stable keeps its size until promotion
 
 
-def test_placement_applied_to_the_canary_only() -> None:
+def test_placement_applied_to_the_canary_only(make_world: MakeWorld) -> None:
     policy = BASE_POLICY + "placement: {nodeSelector: {dtype: secondary}}\n"
-    with world(stable=HEALTHY, canary=HEALTHY, policy=policy) as w:
+    with make_world(stable=HEALTHY, canary=HEALTHY, policy=policy) as w:
         w.run(10)
-        canary = w.kube.get("Deployment", "default", "nginx-v2")
-        stable = w.kube.get("Deployment", "default", "nginx-v1")
+        canary = w.get("Deployment", "nginx-v2")
+        stable = w.get("Deployment", "nginx-v1")
         assert canary is not None and stable is not None
         assert canary["spec"]["template"]["spec"]["nodeSelector"] == {"dtype": "secondary"}
         assert "nodeSelector" not in stable["spec"]["template"]["spec"]
@@ -172,14 +187,13 @@ def test_placement_applied_to_the_canary_only() -> None:
         assert w.run(60).phase is Phase.PROGRESSING and w.state().step >= 1
 
 
-def test_restarted_controller_resumes_at_the_same_step() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY) as w:
+def test_restarted_controller_resumes_at_the_same_step(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
         w.run(100)
         before = w.state()
         assert before.phase is Phase.PROGRESSING and before.step == 1
         # A new process: new client, new reconciler, nothing in memory.
-        w.client.close()
-        w.reconciler, w.client = build_reconciler(w.kube.url, w.clock)
+        w.restart()
         w.tick()
         after = w.state()
         assert (after.step, after.weight, after.started_at) == (before.step, before.weight, before.started_at)
@@ -187,25 +201,25 @@ def test_restarted_controller_resumes_at_the_same_step() -> None:
         assert weight_of(w) == before.weight
 
 
-def test_crash_between_traffic_change_and_status_write_repeats_nothing() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY) as w:
+def test_crash_between_traffic_change_and_status_write_repeats_nothing(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
         w.run(60)
         step = w.state().step
         # Tick until the step advances, with the status write of that tick failing (as a crash would).
         while True:
-            w.kube.fail("ConfigMap", method="PATCH", status=500, times=3)
+            w.emulator.fail("ConfigMap", method="PATCH", status=500, times=3)
             w.tick()
             w.kubelet()
             w.clock.advance(5)
             if weight_of(w) != scenario_weight(step):
                 break
-            w.kube.forget_requests()
+            w.emulator.forget_requests()
         advanced_to = weight_of(w)
         assert w.state().step == step  # the status did not record it
-        w.kube.forget_requests()
+        w.emulator.forget_requests()
         w.tick()  # recovers: records the step whose weight is already in force
         assert w.state().step == step + 1 and w.state().weight == advanced_to
-        weight_patches = [r for r in w.kube.requests if r.resource == "ingresses" and r.verb == "patch"]
+        weight_patches = [r for r in w.emulator.requests if r.resource == "ingresses" and r.verb == "patch"]
         assert weight_patches == []  # the weight was not written again
 
 
@@ -213,47 +227,55 @@ def scenario_weight(step: int) -> float:
     return [10, 20, 40, 60, 80][step]
 
 
-def test_invalid_policy_is_rejected_with_its_field_path_and_traffic_untouched() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY) as w:
+def test_invalid_policy_is_rejected_with_its_field_path_and_traffic_untouched(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
         w.run(30)
-        weight = weight_of(w)
+        weight, replicas = weight_of(w), w.replicas("nginx-v2")
         w.apply_policy(BASE_POLICY.replace("max: 0.5", "max: fast"))
-        w.kube.forget_requests()
+        emulated = isinstance(w.cluster, EmulatedCluster)
+        if emulated:
+            w.emulator.forget_requests()
         w.run(120)
         state = w.state()
         assert "invalid policy: analysis.metrics[1].max: expected a number" in state.reason
-        assert state.reason.startswith("ConfigMap default/nginx-rollout:")
+        assert state.reason.startswith(f"ConfigMap {w.namespace}/nginx-rollout:")
         blocked = w.events("RolloutBlocked")
         assert len(blocked) == 1 and blocked[0]["type"] == "Warning"
         assert "analysis.metrics[1].max" in blocked[0]["message"]
-        assert weight_of(w) == weight
+        assert weight_of(w) == weight and w.replicas("nginx-v2") == replicas
+        if not emulated:
+            return
+        # The request log: nothing but the status (and the Event) was written.
         writes = [
-            r for r in w.kube.requests if r.verb in ("create", "patch", "delete") and r.resource != "events"
+            r
+            for r in w.emulator.requests
+            if r.verb in ("create", "patch", "delete") and r.resource != "events"
         ]
         assert {r.resource for r in writes} <= {"configmaps"}  # only the status
 
 
-def test_missing_canary_deployment_is_refused_before_any_change() -> None:
-    with world(
+def test_missing_canary_deployment_is_refused_before_any_change(make_world: MakeWorld) -> None:
+    with make_world(
         stable=HEALTHY,
         canary=HEALTHY,
         policy=BASE_POLICY.replace("deployment: nginx-v2", "deployment: nginx-v3"),
     ) as w:
         w.run(10)
-        assert "canary.deployment: Deployment default/nginx-v3 not found" in w.state().reason
+        assert f"canary.deployment: Deployment {w.namespace}/nginx-v3 not found" in w.state().reason
         assert w.ingress(CANARY_INGRESS) is None and w.replicas("nginx-v2") == 0
         assert "nginx-v3 not found" in w.events("RolloutBlocked")[0]["message"]
 
 
-def test_hand_made_canary_ingress_is_refused() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY) as w:
-        by_hand = scenario.main_ingress(backend="nginx-v2")
+def test_hand_made_canary_ingress_is_refused(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
+        by_hand = scenario.main_ingress(backend="nginx-v2", namespace=w.namespace)
         by_hand["metadata"]["name"] = "nginx-by-hand"
         by_hand["metadata"]["annotations"] = {f"{P}/canary": "true", f"{P}/canary-weight": "10"}
-        w.kube.put("Ingress", "default", by_hand)
+        w.cluster.put("Ingress", w.namespace, by_hand)
         w.run(10)
         assert (
-            "Ingress default/nginx-by-hand already carries a canary for foo.example.com/" in w.state().reason
+            f"Ingress {w.namespace}/nginx-by-hand already carries a canary for foo.example.com/"
+            in w.state().reason
         )
         assert w.ingress(CANARY_INGRESS) is None and w.replicas("nginx-v2") == 0
         by_hand_now = w.ingress("nginx-by-hand")
@@ -262,8 +284,8 @@ def test_hand_made_canary_ingress_is_refused() -> None:
         )
 
 
-def test_unreachable_prometheus_holds_then_rolls_back_after_the_deadline() -> None:
-    with world(stable=HEALTHY, canary=HEALTHY, prometheus_url="http://127.0.0.1:9") as w:
+def test_unreachable_prometheus_holds_then_rolls_back_after_the_deadline(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY, prometheus_url="http://127.0.0.1:9") as w:
         w.run(50)
         state = w.state()
         assert state.phase is Phase.PROGRESSING and state.step == 0

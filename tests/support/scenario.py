@@ -98,12 +98,12 @@ def namespace_object(name: str = NAMESPACE) -> Obj:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
-def objects() -> list[Obj]:
+def objects(namespace: str = NAMESPACE) -> list[Obj]:
     """Every namespaced object of the scenario, in an order a real cluster accepts them."""
     return [
-        deployment("v1", replicas=3),
-        deployment("v2", replicas=0),
-        service("v1"),
-        service("v2"),
-        main_ingress(),
+        deployment("v1", replicas=3, namespace=namespace),
+        deployment("v2", replicas=0, namespace=namespace),
+        service("v1", namespace=namespace),
+        service("v2", namespace=namespace),
+        main_ingress(namespace=namespace),
     ]

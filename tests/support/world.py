@@ -1,28 +1,31 @@
-"""A whole rollout world for integration tests: the Kubernetes API emulator seeded with the scenario, a
-real Prometheus holding ingress-nginx history, a virtual clock, and the real reconciler wired to both over
-HTTP with the real clients.
+"""A whole rollout world for scenario tests: a cluster (kmock's emulator, or a real one for e2e) seeded
+with the scenario, a real Prometheus holding ingress-nginx history, a virtual clock, and the real
+reconciler wired to both over HTTP with the real clients.
 
-The test plays the parts a cluster would: `kubelet` marks each Deployment's spec replicas ready (as the
-Deployment controller would after a scale), and the clock is advanced by hand so each step is exact.
+The test plays the parts a cluster would not play here: `kubelet` makes each Deployment's replicas ready
+(written on the emulator, awaited on a real cluster), and the clock is advanced by hand so each step is
+exact. Fault injection and the request log exist only on the emulator (`World.emulator`).
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 from analysis.evaluate import PrometheusEvaluator
 from analysis.state import RolloutState
-from controller.kube import ApiSettings, KubeClient
-from controller.ports import Kind
+from controller.kube import KubeClient
 from controller.reconciler import Reconciler, TickResult, read_state
 from controller.router import make_router
 from tests.support import scenario
+from tests.support.clusters import Cluster, EmulatedCluster
 from tests.support.kube_emulator import KubeEmulator
-from tests.support.nginx_series import Traffic, ingress_nginx_series
+from tests.support.nginx_series import IngressNames, Traffic, ingress_nginx_series
 from tests.support.prom_server import PrometheusServer
 
 T0 = 1_790_000_000.0  # history starts here (November 2026); every test runs in virtual time after it
@@ -62,53 +65,58 @@ class VirtualClock:
         self.t += seconds
 
 
-def policy_configmap(text: str, *, name: str = POLICY_NAME) -> dict[str, Any]:
+def policy_configmap(
+    text: str, *, name: str = POLICY_NAME, namespace: str = scenario.NAMESPACE
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": name,
-            "namespace": scenario.NAMESPACE,
-            "labels": {"songbird.dev/policy": "true"},
-        },
+        "metadata": {"name": name, "namespace": namespace, "labels": {"songbird.dev/policy": "true"}},
         "data": {"policy.yaml": textwrap.dedent(text)},
     }
 
 
 @dataclass
 class World:
-    kube: KubeEmulator
+    cluster: Cluster
     prom_url: str
     clock: VirtualClock
     reconciler: Reconciler
     client: KubeClient
     results: list[TickResult] = field(default_factory=list)
 
-    # -- the cluster's part ------------------------------------------------------------------------------
+    @property
+    def namespace(self) -> str:
+        return self.cluster.namespace
+
+    @property
+    def emulator(self) -> KubeEmulator:
+        """The API emulator, for request logs and fault injection (skips on a real cluster)."""
+        if not isinstance(self.cluster, EmulatedCluster):
+            pytest.skip(
+                "needs the API emulator's request log or fault injection; not available on a real cluster"
+            )
+        return self.cluster.kube
 
     def kubelet(self) -> None:
-        """Every Deployment's spec replicas become ready (what the Deployment controller would report)."""
-        for dep in self.kube.list("Deployment", scenario.NAMESPACE):
-            replicas = dep.get("spec", {}).get("replicas", 1)
-            status = {
-                "replicas": replicas,
-                "readyReplicas": replicas,
-                "availableReplicas": replicas,
-                "updatedReplicas": replicas,
-            }
-            if dep.get("status") != status:
-                dep["status"] = status
-                self.kube.put("Deployment", scenario.NAMESPACE, dep)
+        self.cluster.kubelet()
 
     def apply_policy(self, text: str) -> None:
-        self.kube.put(
-            "ConfigMap", scenario.NAMESPACE, policy_configmap(text.replace("PROM_URL", self.prom_url))
+        self.cluster.put(
+            "ConfigMap",
+            self.namespace,
+            policy_configmap(text.replace("PROM_URL", self.prom_url), namespace=self.namespace),
         )
+
+    def restart(self) -> None:
+        """A new controller process: new client, new reconciler, nothing kept in memory."""
+        self.client.close()
+        self.reconciler, self.client = build_reconciler(self.cluster, self.clock)
 
     # -- driving -----------------------------------------------------------------------------------------
 
     def tick(self) -> TickResult:
-        result = self.reconciler.tick(scenario.NAMESPACE, POLICY_NAME)
+        result = self.reconciler.tick(self.namespace, POLICY_NAME)
         self.results.append(result)
         return result
 
@@ -125,49 +133,57 @@ class World:
         return self.state()
 
     def state(self) -> RolloutState:
-        cm = self.kube.get("ConfigMap", scenario.NAMESPACE, POLICY_NAME)
+        cm = self.cluster.get("ConfigMap", self.namespace, POLICY_NAME)
         assert cm is not None
         return read_state(cm)
 
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        return self.cluster.get(kind, self.namespace, name)
+
     def ingress(self, name: str) -> dict[str, Any] | None:
-        return self.kube.get("Ingress", scenario.NAMESPACE, name)
+        return self.get("Ingress", name)
 
     def replicas(self, name: str) -> int:
-        dep = self.kube.get("Deployment", scenario.NAMESPACE, name)
+        dep = self.get("Deployment", name)
         assert dep is not None
         return int(dep["spec"]["replicas"])
 
     def events(self, reason: str | None = None) -> list[dict[str, Any]]:
+        events = self.cluster.events(self.namespace)
         return [
-            e for e in self.kube.events(scenario.NAMESPACE) if reason is None or e.get("reason") == reason
+            e
+            for e in events
+            if e.get("source", {}).get("component") == "songbird"
+            and (reason is None or e.get("reason") == reason)
         ]
 
 
-def seed(kube: KubeEmulator) -> None:
-    kube.put("Namespace", None, scenario.namespace_object())
-    for obj in scenario.objects():
-        kube.put(obj["kind"], obj["metadata"]["namespace"], obj)
+def seed(kube: KubeEmulator | Cluster, namespace: str = scenario.NAMESPACE) -> None:
+    if kube.get("Namespace", None, namespace) is None:
+        kube.put("Namespace", None, scenario.namespace_object(namespace))
+    for obj in scenario.objects(namespace):
+        kube.put(obj["kind"], namespace, obj)
 
 
-def build_reconciler(
-    kube_url: str, clock: VirtualClock, *, prometheus_url: str | None = None
-) -> tuple[Reconciler, KubeClient]:
-    client = KubeClient.for_host(
-        kube_url, settings=ApiSettings(connect_timeout=1.0, read_timeout=2.0), clock=clock
-    )
+def build_reconciler(cluster: Cluster, clock: VirtualClock) -> tuple[Reconciler, KubeClient]:
+    client = cluster.client(clock)
     reconciler = Reconciler(
         reader=client,
         writer=client,
         recorder=client,
         router=make_router("ingress-nginx"),
-        evaluator=PrometheusEvaluator(default_url=prometheus_url),
+        evaluator=PrometheusEvaluator(default_url=None),
         clock=clock,
     )
     return reconciler, client
 
 
+WorldFactory = Callable[..., Any]
+
+
 @contextmanager
 def world(
+    cluster: Cluster,
     *,
     stable: Traffic,
     canary: Traffic,
@@ -175,23 +191,26 @@ def world(
     start: float = T0 + 600,
     prometheus_url: str | None = None,
 ) -> Iterator[World]:
-    """A seeded emulator, a Prometheus with ``HISTORY`` seconds of traffic, the policy applied.
-
-    ``prometheus_url`` replaces the real server's address in the policy (for an unreachable Prometheus)."""
+    """The scenario seeded in ``cluster``, a Prometheus with ``HISTORY`` seconds of traffic, the policy
+    applied. ``prometheus_url`` replaces the real server's address in the policy (an unreachable one)."""
     prom = PrometheusServer()
-    prom.backfill(ingress_nginx_series(start=T0, end=T0 + HISTORY, step=5.0, stable=stable, canary=canary))
-    with KubeEmulator() as kube, prom:
-        seed(kube)
+    names = IngressNames(namespace=cluster.namespace)
+    prom.backfill(
+        ingress_nginx_series(start=T0, end=T0 + HISTORY, step=5.0, stable=stable, canary=canary, names=names)
+    )
+    with prom:
+        seed(cluster, cluster.namespace)
         clock = VirtualClock(start)
-        reconciler, client = build_reconciler(kube.url, clock)
+        reconciler, client = build_reconciler(cluster, clock)
         w = World(
-            kube=kube, prom_url=prometheus_url or prom.url, clock=clock, reconciler=reconciler, client=client
+            cluster=cluster,
+            prom_url=prometheus_url or prom.url,
+            clock=clock,
+            reconciler=reconciler,
+            client=client,
         )
         w.apply_policy(policy)
         try:
             yield w
         finally:
             client.close()
-
-
-__all__ = ["BASE_POLICY", "HISTORY", "T0", "Kind", "VirtualClock", "World", "seed", "world"]
