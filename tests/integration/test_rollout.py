@@ -176,6 +176,7 @@ def test_canary_replicas_follow_the_weight_and_lead_it(make_world: MakeWorld) ->
 
 def test_placement_applied_to_the_canary_only(make_world: MakeWorld) -> None:
     policy = BASE_POLICY + "placement: {nodeSelector: {dtype: secondary}}\n"
+    # On a real cluster, canary pods only start if a node carries the label (the seed scenario's setup).
     with make_world(stable=HEALTHY, canary=HEALTHY, policy=policy) as w:
         w.run(10)
         canary = w.get("Deployment", "nginx-v2")

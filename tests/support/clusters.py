@@ -7,6 +7,7 @@ Deployment controller would; on a real cluster it waits, bounded, for the real o
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -87,7 +88,7 @@ class RealCluster:
     """A real API server from a kubeconfig; objects of one test namespace."""
 
     def __init__(self, kubeconfig: str | Path, namespace: str, *, ready_timeout: float = 180.0) -> None:
-        from kubernetes import client, config
+        from kubernetes import client, config  # noqa: PLC0415  (only when an e2e run asks for it)
 
         self.kubeconfig = str(kubeconfig)
         self.namespace = namespace
@@ -102,29 +103,25 @@ class RealCluster:
         path = f"{base}/namespaces/{namespace}/{plural}" if namespaced and namespace else f"{base}/{plural}"
         return f"{path}/{name}" if name else path
 
-    def _call(self, method: str, path: str, body: Any = None, content_type: str | None = None) -> Any:
-        import json
-
-        from kubernetes.client.exceptions import ApiException
-
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """One request; None for 404; any other failure raises (a test setup error, not a finding)."""
+        request = self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            body=body,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = self._api.call_api(*request, _request_timeout=(5, 30))
         try:
-            resp = self._api.call_api(
-                path,
-                method,
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=(5, 30),
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return json.loads(resp[0].data) if isinstance(resp, tuple) else json.loads(resp.data)
+            data = response.read()
+        finally:
+            response.response.release_conn()
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            raise AssertionError(f"{method} {path}: HTTP {response.status}: {data!r}")
+        return json.loads(data) if data else None
 
     def put(self, kind: str, namespace: str | None, obj: Mapping[str, Any]) -> Obj:
         name = obj["metadata"]["name"]

@@ -159,7 +159,9 @@ class World:
 
 
 def seed(kube: KubeEmulator | Cluster, namespace: str = scenario.NAMESPACE) -> None:
-    if kube.get("Namespace", None, namespace) is None:
+    """The scenario's objects; on the emulator also its Namespace (a real cluster's test namespace is made
+    by the e2e fixture)."""
+    if isinstance(kube, KubeEmulator | EmulatedCluster):
         kube.put("Namespace", None, scenario.namespace_object(namespace))
     for obj in scenario.objects(namespace):
         kube.put(obj["kind"], namespace, obj)
