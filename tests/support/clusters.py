@@ -88,7 +88,7 @@ class RealCluster:
     """A real API server from a kubeconfig; objects of one test namespace."""
 
     def __init__(self, kubeconfig: str | Path, namespace: str, *, ready_timeout: float = 180.0) -> None:
-        from kubernetes import client, config  # noqa: PLC0415  (only when an e2e run asks for it)
+        from kubernetes import client, config
 
         self.kubeconfig = str(kubeconfig)
         self.namespace = namespace

@@ -75,7 +75,11 @@ def test_minimal_policy_takes_defaults() -> None:
         (("minRequests: 100", "minRequests: many"), "analysis.minRequests", "integer"),
         (("cadence: 15s", "cadense: 15s"), "analysis.cadense", "unknown key"),
         (("mode: proportional", "mode: linear"), "replicas.mode", "one of"),
-        (("deployment: nginx-v2", "deployment: 'nginx\"} or vector(1)'"), "canary.deployment", "invalid value"),
+        (
+            ("deployment: nginx-v2", "deployment: 'nginx\"} or vector(1)'"),
+            "canary.deployment",
+            "invalid value",
+        ),
         (("{{ namespace }}", "{{ tenant }}"), "analysis.metrics[2].query", "unknown placeholder"),
         (("stable: {deployment: nginx-v1}", "stable: {deployment: nginx-v2}"), "canary.deployment", "differ"),
         (("window: 1m", "window: 5s"), "analysis.window", "at least the cadence"),
@@ -105,8 +109,10 @@ def test_durations_round_trip() -> None:
 
 
 def test_template_refuses_injection() -> None:
-    assert render_template("x{ns='{{ namespace }}'}[{{window}}]", {"namespace": "shop", "window": "1m"}) \
+    assert (
+        render_template("x{ns='{{ namespace }}'}[{{window}}]", {"namespace": "shop", "window": "1m"})
         == "x{ns='shop'}[1m]"
+    )
     with pytest.raises(PolicyError, match="not a plain name"):
         render_template("{{ namespace }}", {"namespace": 'a"} or vector(1) #'})
 
@@ -119,8 +125,12 @@ def test_committed_schema_is_the_exported_one() -> None:
 def test_schema_and_loader_agree() -> None:
     schema = policy_schema()
     jsonschema.validate(yaml.safe_load(EXAMPLE), schema)
-    for change in [("cadence: 15s", "cadense: 15s"), ("interval: 1m", "interval: 60"),
-                   ("mode: proportional", "mode: linear"), ("sticky: false", "sticky: 'no'")]:
+    for change in [
+        ("cadence: 15s", "cadense: 15s"),
+        ("interval: 1m", "interval: 60"),
+        ("mode: proportional", "mode: linear"),
+        ("sticky: false", "sticky: 'no'"),
+    ]:
         bad = yaml.safe_load(EXAMPLE.replace(*change))
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
