@@ -57,29 +57,31 @@ Namespaces the controller watches. In namespaced mode an empty list means the re
 {{- end }}
 
 {{/*
-What the controller calls in the namespaces it watches, and nothing more:
-- configmaps: read the policies, patch their status annotation;
-- ingresses: read the main Ingress, create, patch and delete the canary Ingress;
+What the controller calls in the namespaces it watches, and nothing more (tests/chart/test_rbac.py derives
+these from the requests a running controller makes and fails on any difference). It polls; it never watches:
+- configmaps: list the policies, read one, patch its status annotation;
+- ingresses: read the main Ingress, list Ingresses to find a foreign canary, create/patch/delete the canary
+  Ingress, patch the main one at promotion;
 - services: read the Services the Ingresses route to;
-- deployments: read and scale the canary and stable Deployments, merge the canary's placement;
+- deployments: list them to find the stable one, read and scale the canary and stable, merge placement;
 - events: record what it did.
 */}}
 {{- define "songbird.rbacRules" -}}
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*
