@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from analysis import compare, threshold
+from analysis.forecast import describe, forecast
 from analysis.observe import MetricObservation, observe
 from analysis.prometheus import PrometheusSource
 from analysis.queries import IngressTarget
@@ -34,6 +35,7 @@ from config.errors import MetricsUnavailable, PolicyError
 from config.policy import BUILTIN_METRICS, MetricSpec, Policy
 
 SPARSE_EVENTS = 5.0
+FORECAST_WINDOW = 300.0  # stable traffic looked at before a rollout, for the forecast
 MAX_EVIDENCE_WINDOW = 600.0  # after a long gap, older traffic is not worth a slower query
 
 Evaluation = tuple[tuple[MetricResult, ...], dict[str, dict[str, float]]]
@@ -187,6 +189,46 @@ class PrometheusEvaluator:
         custom_policy = subset(BUILTIN_METRICS, False)
         custom = observe(custom_policy, source, target, at=now) if custom_policy.analysis.metrics else ()
         return judge(policy, state, builtin, custom)
+
+    def forecast(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> str:
+        """Predicted time to promotion evidence, from the stable's traffic over the last few minutes."""
+        source = self._source(policy)
+        if source is None:
+            return "forecast unavailable: no Prometheus URL"
+        window = max(FORECAST_WINDOW, policy.analysis.window)
+        try:
+            target = IngressTarget(
+                namespace=namespace,
+                ingress=policy.ingress,
+                canary=state.canary_service,
+                stable=state.stable_service,
+            )
+        except PolicyError as exc:
+            return f"forecast unavailable: {exc}"
+        builtin = replace(
+            policy,
+            analysis=replace(
+                policy.analysis,
+                metrics=tuple(m for m in policy.analysis.metrics if m.name in BUILTIN_METRICS),
+            ),
+        )
+        seen = observe(builtin, source, target, at=now, window=window)
+        errors = [o.error for o in seen if o.error]
+        if errors:
+            return f"forecast unavailable: {errors[0]}"
+        counts = [o.counts for o in seen if o.counts is not None]
+        total = max((c.stable_total for c in counts), default=0.0)
+        if total <= 0:
+            return f"forecast unavailable: no stable traffic in the last {window:g}s"
+        shares = {
+            o.name: o.counts.stable_bad / o.counts.stable_total
+            for o in seen
+            if o.counts is not None and o.counts.stable_total > 0
+        }
+        specs = {m.name: m for m in policy.analysis.metrics}
+        rate = total / window
+        items = forecast(policy, rate=rate, shares=shares, ceilings={n: ceiling(specs[n]) for n in shares})
+        return describe(policy, items, rate=rate)
 
     def close(self) -> None:
         for source in self._sources.values():

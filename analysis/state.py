@@ -78,6 +78,7 @@ class RolloutState:
     error_since: float | None = None  # start of the current run of ERROR evaluations
     promoted_at: float | None = None  # when the main Ingress was switched to the canary
     reason: str = ""
+    forecast: str = ""  # predicted time to promotion evidence, said when the rollout starts
     history: tuple[Evaluation, ...] = ()
     # The statistical judge's running sums, per metric then per alternative (see analysis.evidence).
     evidence: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -42,6 +42,10 @@ class Evaluator(Protocol):
         """Verdicts for every metric of the policy, and the judge's updated evidence sums."""
         ...
 
+    def forecast(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> str:
+        """Before a rollout: how long promotion evidence should take at the observed traffic."""
+        ...
+
 
 class Observer(Protocol):
     """Receives what a tick did (the controller's own /metrics)."""
@@ -121,6 +125,10 @@ class Reconciler:
         try:
             for _ in range(MAX_TRANSITIONS):
                 decision = decide(policy, state, observed.facts, results, now)
+                if decision.state.phase is Phase.INITIALIZING and state.phase is not Phase.INITIALIZING:
+                    said = self.evaluator.forecast(policy, namespace, decision.state, now)
+                    log.info("forecast", rollout=f"{namespace}/{name}", forecast=said)
+                    decision = replace(decision, state=replace(decision.state, forecast=said))
                 self._act(policy, namespace, name, observed, decision.target)
                 self._record(configmap, namespace, name, state, decision, evaluated=results is not None)
                 decisions.append(decision)

@@ -13,6 +13,7 @@ errorDeadline."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -69,6 +70,15 @@ def test_healthy_canary_is_promoted_through_every_step(make_world: MakeWorld) ->
         assert w.ingress(CANARY_INGRESS) is None
         assert w.replicas("nginx-v2") == 3 and w.replicas("nginx-v1") == 0
         assert state.reason == "succeeded: nginx-v2 is the stable version; nginx-v1 scaled to 0"
+        # Said before the first step, from 30 req/s of stable traffic at 1% 5xx and 0.5% slow requests.
+        # (the backfilled series' slow share is 0.51%: 37 in 7,202)
+        assert re.match(
+            r"at 30 req/s: error-rate ~960 canary requests, latency ~1,9\d\d canary", state.forecast
+        )
+        assert (
+            "promotion evidence expected after" in state.forecast
+            and "(step 4, schedule 5m)" in state.forecast
+        )
         reasons = [e["reason"] for e in w.events()]
         assert reasons[0] == "RolloutStarted" and reasons.count("StepAdvanced") == 5
         assert reasons[-1] == "Promoted" and "Promoting" in reasons
