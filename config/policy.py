@@ -215,7 +215,8 @@ class Analysis:
     window: float = spec("window", "Range of each query.", default=60.0, kind="duration", exclusive_minimum=0)
     min_requests: int = spec(
         "minRequests",
-        "Fewer canary requests than this in a window: INCONCLUSIVE, never FAIL.",
+        "Canary requests needed before a metric can PASS (built-ins: over the rollout; custom metrics: in "
+        "the window). Too few is INCONCLUSIVE, never FAIL.",
         default=100,
         minimum=0,
     )
@@ -225,7 +226,11 @@ class Analysis:
         factory=lambda: (MetricSpec(name="error-rate"), MetricSpec(name="latency")),
     )
     failure_limit: int = spec(
-        "failureLimit", "Consecutive FAIL evaluations that trigger a rollback.", default=2, minimum=1
+        "failureLimit",
+        "Consecutive FAIL evaluations that trigger a rollback (threshold checks; the statistical comparison "
+        "rolls back as soon as its evidence suffices).",
+        default=2,
+        minimum=1,
     )
     error_deadline: float = spec(
         "errorDeadline",
