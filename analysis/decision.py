@@ -180,11 +180,17 @@ def _initializing(policy: Policy, state: RolloutState, facts: Facts, now: float)
             target=_target(policy, state, weight=0.0, match=False),
         )
     reason = f"step 1/{len(policy.steps)}: weight {first:g}% ({needed} canary replicas ready)"
+    return _advance(policy, state, 0, reason, now)
+
+
+def _advance(policy: Policy, state: RolloutState, step: int, reason: str, now: float) -> Decision:
+    """Start ``step``: its weight, its replicas, its clock."""
+    weight = policy.steps[step]
     new = replace(
         state,
         phase=Phase.PROGRESSING,
-        step=0,
-        weight=first,
+        step=step,
+        weight=weight,
         step_started_at=now,
         updated_at=now,
         reason=reason,
@@ -193,7 +199,7 @@ def _initializing(policy: Policy, state: RolloutState, facts: Facts, now: float)
         state=new,
         action=Action.ADVANCE,
         reason=reason,
-        target=_target(policy, new, weight=first, match=True, replicas_for=first),
+        target=_target(policy, new, weight=weight, match=True, replicas_for=weight),
     )
 
 
@@ -329,21 +335,7 @@ def _progressing(
             scaled = replace(current, canary_replicas=needed)
             return _hold(state, state.phase, reason, scaled, now)
         reason = f"step {step + 2}/{len(steps)}: weight {nxt:g}% (analysis: {summarize(verdicts)})"
-        new = replace(
-            state,
-            phase=Phase.PROGRESSING,
-            step=step + 1,
-            weight=nxt,
-            step_started_at=now,
-            updated_at=now,
-            reason=reason,
-        )
-        return Decision(
-            state=new,
-            action=Action.ADVANCE,
-            reason=reason,
-            target=_target(policy, new, weight=nxt, match=True, replicas_for=nxt),
-        )
+        return _advance(policy, state, step + 1, reason, now)
 
     # Last step: promotion needs every metric to PASS.
     if verdicts and all(r.verdict is Verdict.PASS for r in verdicts):

@@ -126,6 +126,18 @@ def judge(
     return tuple(by_name[m.name] for m in policy.analysis.metrics if m.name in by_name), evidence
 
 
+def _target(policy: Policy, namespace: str, state: RolloutState) -> IngressTarget:
+    return IngressTarget(
+        namespace=namespace, ingress=policy.ingress, canary=state.canary_service, stable=state.stable_service
+    )
+
+
+def _only(policy: Policy, *, builtin: bool) -> Policy:
+    """The policy with only its built-in metrics (or only its custom ones)."""
+    metrics = tuple(m for m in policy.analysis.metrics if (m.name in BUILTIN_METRICS) == builtin)
+    return replace(policy, analysis=replace(policy.analysis, metrics=metrics))
+
+
 class _Timed:
     """A MetricsSource that reports each query's duration and outcome."""
 
@@ -166,67 +178,43 @@ class PrometheusEvaluator:
 
     def evaluate(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> Evaluation:
         source = self._source(policy)
-        if source is None:
-            reason = "no Prometheus URL: set analysis.prometheus.url in the policy or --prometheus-url"
-            return tuple(_error(m.name, reason) for m in policy.analysis.metrics), dict(state.evidence)
         try:
-            target = IngressTarget(
-                namespace=namespace,
-                ingress=policy.ingress,
-                canary=state.canary_service,
-                stable=state.stable_service,
-            )
+            if source is None:
+                raise PolicyError(
+                    "no Prometheus URL: set analysis.prometheus.url in the policy or --prometheus-url",
+                    path="analysis.prometheus.url",
+                )
+            target = _target(policy, namespace, state)
         except PolicyError as exc:
-            return tuple(_error(m.name, str(exc)) for m in policy.analysis.metrics), dict(state.evidence)
-
-        def subset(names: tuple[str, ...], inside: bool) -> Policy:
-            metrics = tuple(m for m in policy.analysis.metrics if (m.name in names) == inside)
-            return replace(policy, analysis=replace(policy.analysis, metrics=metrics))
-
-        builtin = observe(
-            subset(BUILTIN_METRICS, True), source, target, at=now, window=evidence_window(policy, state, now)
-        )
-        custom_policy = subset(BUILTIN_METRICS, False)
+            return tuple(_error(m.name, exc.describe()) for m in policy.analysis.metrics), dict(
+                state.evidence
+            )
+        window = evidence_window(policy, state, now)
+        builtin = observe(_only(policy, builtin=True), source, target, at=now, window=window)
+        custom_policy = _only(policy, builtin=False)
         custom = observe(custom_policy, source, target, at=now) if custom_policy.analysis.metrics else ()
         return judge(policy, state, builtin, custom)
 
     def forecast(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> str:
         """Predicted time to promotion evidence, from the stable's traffic over the last few minutes."""
         source = self._source(policy)
-        if source is None:
-            return "forecast unavailable: no Prometheus URL"
         window = max(FORECAST_WINDOW, policy.analysis.window)
         try:
-            target = IngressTarget(
-                namespace=namespace,
-                ingress=policy.ingress,
-                canary=state.canary_service,
-                stable=state.stable_service,
-            )
+            if source is None:
+                raise PolicyError("no Prometheus URL", path="analysis.prometheus.url")
+            target = _target(policy, namespace, state)
         except PolicyError as exc:
-            return f"forecast unavailable: {exc}"
-        builtin = replace(
-            policy,
-            analysis=replace(
-                policy.analysis,
-                metrics=tuple(m for m in policy.analysis.metrics if m.name in BUILTIN_METRICS),
-            ),
-        )
-        seen = observe(builtin, source, target, at=now, window=window)
+            return f"forecast unavailable: {exc.describe()}"
+        seen = observe(_only(policy, builtin=True), source, target, at=now, window=window)
         errors = [o.error for o in seen if o.error]
         if errors:
             return f"forecast unavailable: {errors[0]}"
-        counts = [o.counts for o in seen if o.counts is not None]
-        total = max((c.stable_total for c in counts), default=0.0)
-        if total <= 0:
+        counts = {o.name: o.counts for o in seen if o.counts is not None and o.counts.stable_total > 0}
+        if not counts:
             return f"forecast unavailable: no stable traffic in the last {window:g}s"
-        shares = {
-            o.name: o.counts.stable_bad / o.counts.stable_total
-            for o in seen
-            if o.counts is not None and o.counts.stable_total > 0
-        }
+        rate = max(c.stable_total for c in counts.values()) / window
+        shares = {name: c.stable_bad / c.stable_total for name, c in counts.items()}
         specs = {m.name: m for m in policy.analysis.metrics}
-        rate = total / window
         items = forecast(policy, rate=rate, shares=shares, ceilings={n: ceiling(specs[n]) for n in shares})
         return describe(policy, items, rate=rate)
 
