@@ -160,8 +160,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# Commands whose options belong to another entry point: argparse's REMAINDER does not pass on arguments
+# that start with "--" (``songbird lab --scenario healthy``), so these are handed over before parsing.
+_DELEGATED = {("lab",): "lab.cli", ("bench", "decisions"): "bench.decision_quality"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    for prefix, module in _DELEGATED.items():
+        if tuple(args_list[: len(prefix)]) == prefix:
+            try:
+                return _delegate(module, args_list[len(prefix) :])
+            except KeyboardInterrupt:
+                return 130
+    args = parser().parse_args(args_list)
     try:
         return int(args.fn(args))
     except SongbirdError as exc:
