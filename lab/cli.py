@@ -1,0 +1,169 @@
+"""``songbird lab``: a whole canary release on this machine, with a live view and a report.
+
+    songbird lab --scenario healthy|bad-errors|bad-latency [--rate 50] [--out DIR] [--port N] [--quiet]
+
+Prints a live view (one line per change of phase, step, weight, verdicts or served weight, plus a line every
+10 s; on a terminal the current line also refreshes in place), then ``promoted`` or ``rolled back`` with
+the controller's reason, the measured traffic share per step against its weight, and writes
+``timeline.json`` and ``report.png`` into ``--out`` (default ``out/lab-<scenario>``).
+
+Exit codes: 0 when the outcome is the scenario's expected one (healthy: promoted; bad-*: rolled back),
+1 when it is not (or no outcome came in time), 2 when the lab could not run (the message says what to do),
+130 on Ctrl-C or SIGTERM, after every process the lab started has been stopped.
+
+``--kubeconfig`` (pointing the lab's traffic and metrics at a real cluster's objects) is not implemented
+yet: it is refused with a message rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import structlog
+
+from lab.report import write_report
+from lab.run import Lab, LabError, LabOptions
+from lab.scenarios import Scenario, expected_outcome
+from lab.timeline import Sample, Timeline
+
+HEARTBEAT = 10.0  # seconds between progress lines when nothing changes
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="songbird lab",
+        description="A whole canary release on this machine: emulated Kubernetes API, real nginx, "
+        "real Prometheus, the real controller.",
+    )
+    p.add_argument("--scenario", required=True, choices=[s.value for s in Scenario])
+    p.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
+    p.add_argument("--out", type=Path, help="report directory (default out/lab-<scenario>)")
+    p.add_argument("--port", type=int, default=0, help="nginx's traffic port on 127.0.0.1 (default: free)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for an outcome")
+    p.add_argument("--quiet", action="store_true", help="print only the outcome and the report paths")
+    p.add_argument("--kubeconfig", help="use a real cluster's objects (not implemented yet)")
+    return p
+
+
+class LiveView:
+    """Prints samples: a line per change, a heartbeat line, and on a TTY a status line refreshed in place."""
+
+    def __init__(self, stream: TextIO, *, steps: int, quiet: bool) -> None:
+        self.stream = stream
+        self.steps = steps
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self._last_key: object = None
+        self._last_line = 0.0
+        self._pending = False
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            self._clear()
+            print(f"  .. {text}", file=self.stream, flush=True)
+
+    def __call__(self, s: Sample) -> None:
+        if self.quiet:
+            return
+        key = (s.phase, s.step, s.weight, s.nginx_weight, s.main_service, tuple(sorted(s.verdicts.items())))
+        line = self.format(s)
+        now = time.monotonic()
+        if key != self._last_key or now - self._last_line >= HEARTBEAT:
+            self._clear()
+            print(line, file=self.stream, flush=True)
+            self._last_key, self._last_line = key, now
+        elif self.tty:
+            self.stream.write("\r" + line[:160] + "\x1b[K")
+            self.stream.flush()
+            self._pending = True
+
+    def _clear(self) -> None:
+        if self._pending:
+            self.stream.write("\r\x1b[K")
+            self._pending = False
+
+    def format(self, s: Sample) -> str:
+        share = "  -  " if s.share_recent is None else f"{100 * s.share_recent:5.1f}%"
+        header = " - " if s.header_recent is None else f"{100 * s.header_recent:3.0f}%"
+        served = "-" if s.nginx_weight is None else f"{s.nginx_weight:g}%"
+        step = f"{s.step}/{self.steps}" if s.step else "-"
+        verdicts = " ".join(f"{name}={v}" for name, v in s.verdicts.items()) or "no evaluation yet"
+        return (
+            f"{s.t:6.1f}s  {s.phase:<12} step {step:<4} weight {s.weight:>3g}% (nginx {served:>4})  "
+            f"v2 share {share}  Region:always->v2 {header}  {verdicts}"
+        )
+
+
+def summary(timeline: Timeline, stream: TextIO) -> None:
+    print(f"\n{timeline.outcome}: {timeline.reason}", file=stream)
+    print(f"rollout took {timeline.duration:.0f} s at {timeline.rate:g} requests/s", file=stream)
+    steps = timeline.step_shares()
+    if steps:
+        print("measured v2 share of plain requests while nginx served each weight:", file=stream)
+        for st in steps:
+            print(
+                f"  weight {st.weight:>3g}%: {100 * st.share:5.1f}% of {st.requests:>5} requests "
+                f"({(st.z if st.sigma else 0):+.1f} sigma)",
+                file=stream,
+            )
+    v2, total = timeline.final_share()
+    if total:
+        print(
+            f"after promotion: v2 answered {v2} of {total} plain requests ({100 * v2 / total:.1f}%)",
+            file=stream,
+        )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(list(argv) if argv is not None else None)
+    if args.kubeconfig:
+        print(
+            "songbird lab: --kubeconfig is not supported yet: the lab runs its own Kubernetes API. "
+            "Against a real cluster, run `songbird run --kubeconfig ...` with your ingress-nginx and "
+            "Prometheus instead.",
+            file=sys.stderr,
+        )
+        return 2
+    if not 1 <= args.rate <= 200:
+        print("songbird lab: --rate must be within [1, 200] requests/s", file=sys.stderr)
+        return 2
+    # The data plane logs each scale and reload; the live view already shows them.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    scenario = Scenario(args.scenario)
+    out: Path = args.out or Path("out") / f"lab-{scenario.value}"
+    options = LabOptions(scenario=scenario, rate=args.rate, port=args.port, timeout=args.timeout)
+    view = LiveView(sys.stdout, steps=len(options.policy.steps), quiet=args.quiet)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        timeline = Lab(options, on_sample=view, progress=view.message).run()
+    except LabError as exc:
+        print(f"songbird lab: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nsongbird lab: interrupted; every process the lab started has been stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not args.quiet:
+        summary(timeline, sys.stdout)
+    else:
+        print(f"{timeline.outcome}: {timeline.reason}")
+    json_path, png_path = write_report(timeline, out)
+    print(f"report: {png_path} and {json_path}")
+    return 0 if timeline.outcome == expected_outcome(scenario) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

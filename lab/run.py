@@ -1,0 +1,412 @@
+"""One whole canary release on this machine: `Lab(options).run()` starts everything, watches, stops all.
+
+What runs (every server on 127.0.0.1, every file in temporary directories):
+1. the Kubernetes API (`lab.apiserver`), seeded with the scenario's objects (`lab.scenarios`);
+2. the data plane: backends per Deployment replica (`lab.replicas`), a real nginx playing ingress-nginx
+   (`lab.nginx`) and `lab.sync`, which reads the API in-process and writes Deployment status back;
+3. the real controller, ``songbird run`` as a child process against the API's kubeconfig, without leader
+   election, its /metrics on a free port;
+4. a real Prometheus (`lab.prometheus`) scraping nginx's metrics port and the controller every second;
+5. the load generator (`lab.load`): plain requests at ``rate`` plus every ``header_every``-th request with
+   ``Region: always``.
+Once Prometheus holds nginx's series the policy ConfigMap is applied, and the rollout starts. Every half
+second a `lab.timeline.Sample` is taken (the controller's status, nginx's routing, the traffic just
+measured) and handed to ``on_sample``; the run ends ``settle`` seconds after the rollout finished (or at
+``timeout``), with Prometheus' error-rate and latency series copied into the timeline.
+
+Failures and what the user sees: a missing nginx or Prometheus, or a traffic port already taken, is a
+`LabError` before anything starts, naming the fix (``make system-deps``); a controller that exits early
+is a `LabError` with the tail of its log. Whatever happens, including Ctrl-C, every process started here
+is stopped (in reverse order of starting) and the temporary directories are removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis.state import Phase, RolloutState
+from lab import scenarios
+from lab.apiserver import KubeEmulator
+from lab.load import LoadGenerator, LoadPlan, LoadReport
+from lab.nginx import NginxError, NginxServer, check_port_free, find_lua_modules, find_nginx
+from lab.prometheus import PrometheusServer, PrometheusServerError, ScrapeTarget, find_binary, free_port
+from lab.replicas import ReplicaSupervisor
+from lab.scenarios import LabPolicy, Scenario
+from lab.sync import DataPlaneSync, Obj
+from lab.timeline import Bucket, Sample, Series, Timeline
+
+INSTALL_HINT = "run `make system-deps` (or `sudo apt-get install nginx libnginx-mod-http-lua prometheus`)"
+SAMPLE_EVERY = 0.5  # seconds
+RECENT = 5  # seconds of traffic behind `Sample.share_recent`
+_STARTUP_TIMEOUT = 30.0
+_CONTROLLER_STOP = 15.0
+
+
+class LabError(RuntimeError):
+    """The lab could not run; the message says why and what to do."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabOptions:
+    scenario: Scenario
+    rate: float = 50.0  # plain + header requests per second
+    header_every: int = 20
+    port: int = 0  # nginx's traffic port; 0: a free one
+    timeout: float = 300.0  # seconds from the policy to giving up on an outcome
+    settle: float = 8.0  # seconds of traffic kept after the outcome
+    policy: LabPolicy = field(default_factory=LabPolicy)
+
+
+class _View:
+    """`lab.sync.ClusterView` over the emulator's store (the API's own data, read in-process)."""
+
+    def __init__(self, kube: KubeEmulator) -> None:
+        self._kube = kube
+
+    def list_ingresses(self) -> list[Obj]:
+        return self._kube.objects("Ingress", scenarios.NAMESPACE)
+
+    def list_services(self) -> list[Obj]:
+        return self._kube.objects("Service", scenarios.NAMESPACE)
+
+    def list_deployments(self) -> list[Obj]:
+        return self._kube.objects("Deployment", scenarios.NAMESPACE)
+
+
+def preflight(port: int = 0) -> None:
+    """Fail fast, before starting anything, when a binary is missing or the traffic port is taken."""
+    try:
+        find_nginx()
+        find_lua_modules()
+    except NginxError as exc:
+        raise LabError(f"nginx is not usable: {exc}\nTo fix: {INSTALL_HINT}") from exc
+    for binary in ("prometheus", "promtool"):
+        try:
+            find_binary(binary)
+        except RuntimeError as exc:
+            raise LabError(f"Prometheus is not installed ({exc})\nTo fix: {INSTALL_HINT}") from exc
+    if port:
+        try:
+            check_port_free(port)
+        except NginxError as exc:
+            raise LabError(f"{exc} (--port {port})") from exc
+
+
+class Lab:
+    def __init__(
+        self,
+        options: LabOptions,
+        *,
+        on_sample: Callable[[Sample], None] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.options = options
+        self._on_sample = on_sample or (lambda _: None)
+        self._progress = progress or (lambda _: None)
+
+    def run(self) -> Timeline:
+        opts = self.options
+        preflight(opts.port)
+        with contextlib.ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="songbird-lab-")))
+            self._progress("starting the Kubernetes API (kmock emulator)")
+            kube = stack.enter_context(KubeEmulator())
+            for kind, body in scenarios.seed_objects(opts.scenario):
+                kube.put(kind, scenarios.NAMESPACE, body)
+
+            self._progress("starting nginx and the backends (3 replicas of nginx-v1)")
+            replicas = stack.enter_context(ReplicaSupervisor())
+            try:
+                nginx = stack.enter_context(NginxServer(port=opts.port))
+            except NginxError as exc:
+                raise LabError(f"{exc}\nTo fix: {INSTALL_HINT} or choose another --port") from exc
+
+            def patch_status(name: str, status: Obj) -> None:
+                kube.merge_status("Deployment", scenarios.NAMESPACE, name, status)
+
+            sync = DataPlaneSync(
+                _View(kube),
+                patch_status,
+                nginx=nginx,
+                replicas=replicas,
+            )
+            stack.enter_context(sync)
+            _wait("nginx to route foo.example.com to 3 ready replicas", lambda: _stable_ready(kube, nginx))
+
+            controller_port = free_port()
+            self._progress("starting Prometheus (scraping nginx and the controller every second)")
+            try:
+                prom = stack.enter_context(
+                    PrometheusServer(
+                        scrape_targets=[
+                            ScrapeTarget(address=f"127.0.0.1:{nginx.metrics_port}", job="ingress-nginx"),
+                            ScrapeTarget(address=f"127.0.0.1:{controller_port}", job="songbird"),
+                        ]
+                    )
+                )
+            except PrometheusServerError as exc:
+                raise LabError(f"Prometheus did not start: {exc}") from exc
+
+            self._progress("starting the controller: songbird run")
+            controller = stack.enter_context(_controller(kube, prom.url, controller_port, workdir))
+
+            timeline = Timeline(
+                scenario=opts.scenario.value,
+                rate=opts.rate,
+                started_at=time.time(),
+                policy=opts.policy.text(prom.url),
+            )
+            load = LoadGenerator(
+                LoadPlan(
+                    target=nginx.url,
+                    rate=opts.rate,
+                    duration=opts.timeout + opts.settle + 120.0,
+                    max_requests=int(opts.rate * (opts.timeout + opts.settle + 120.0)) + 1,
+                    header=("Region", "always"),
+                    header_every=opts.header_every,
+                    concurrency=16,
+                    timeout=5.0,
+                )
+            )
+            stop_load = threading.Event()
+            stack.enter_context(_running(load, stop_load))
+            self._progress(f"sending {opts.rate:g} requests/s to foo.example.com")
+            _wait("Prometheus to scrape nginx and the controller", lambda: _scraped(prom), timeout=60.0)
+
+            self._progress("applying the rollout policy (ConfigMap nginx-rollout)")
+            kube.put("ConfigMap", scenarios.NAMESPACE, scenarios.policy_configmap(timeline.policy))
+            applied = time.time()
+            self._watch(timeline, kube, nginx, load, controller, applied, workdir)
+            stop_load.set()
+            timeline.buckets = _buckets(load.snapshot(), timeline.started_at)
+            timeline.series = _series(prom, timeline.started_at, time.time())
+            return timeline
+        raise AssertionError("unreachable")  # pragma: no cover  (ExitStack does not swallow exceptions)
+
+    def _watch(
+        self,
+        timeline: Timeline,
+        kube: KubeEmulator,
+        nginx: NginxServer,
+        load: LoadGenerator,
+        controller: subprocess.Popen[bytes],
+        applied: float,
+        workdir: Path,
+    ) -> None:
+        opts = self.options
+        finished_at: float | None = None
+        while True:
+            now = time.time()
+            if controller.poll() is not None:
+                log = _tail(workdir / "controller.log")
+                raise LabError(f"the controller exited with code {controller.returncode}:\n{log}")
+            sample = _sample(now - timeline.started_at, kube, nginx, load.snapshot())
+            timeline.samples.append(sample)
+            self._on_sample(sample)
+            if sample.phase in (Phase.PROMOTING.value, Phase.ROLLING_BACK.value) and not timeline.reason:
+                timeline.reason = sample.reason
+            if finished_at is None and sample.phase in (Phase.SUCCEEDED.value, Phase.FAILED.value):
+                finished_at = now
+                timeline.outcome = "promoted" if sample.phase == Phase.SUCCEEDED.value else "rolled back"
+                timeline.duration = now - applied
+                timeline.reason = timeline.reason or sample.reason
+            if finished_at is None and now - applied > opts.timeout:
+                timeline.outcome = "timed out"
+                timeline.duration = now - applied
+                timeline.reason = f"no outcome within {opts.timeout:g} s: {sample.reason}"
+                finished_at = now - opts.settle
+            if finished_at is not None and now - finished_at >= opts.settle:
+                timeline.final_reason = sample.reason
+                return
+            time.sleep(max(0.0, SAMPLE_EVERY - (time.time() - now)))
+
+
+# -- pieces ----------------------------------------------------------------------------------------------
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float = _STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise LabError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _stable_ready(kube: KubeEmulator, nginx: NginxServer) -> bool:
+    model = nginx.model
+    route = model.route(scenarios.HOST) if model is not None else None
+    deployment = kube.get("Deployment", scenarios.NAMESPACE, scenarios.STABLE) or {}
+    ready = (deployment.get("status") or {}).get("readyReplicas")
+    return route is not None and len(route.main.endpoints) == 3 and ready == 3
+
+
+def _scraped(prom: PrometheusServer) -> bool:
+    up = prom.query("up")
+    requests = prom.value("sum(nginx_ingress_controller_requests)")
+    return len(up) == 2 and all(r["value"][1] == "1" for r in up) and bool(requests)
+
+
+@contextlib.contextmanager
+def _controller(
+    kube: KubeEmulator, prom_url: str, port: int, workdir: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``songbird run`` as a user would start it, stopped with SIGTERM (then SIGKILL) on the way out."""
+    log = workdir / "controller.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "controller.cli",
+                "run",
+                f"--kubeconfig={kube.kubeconfig_path}",
+                f"--namespaces={scenarios.NAMESPACE}",
+                f"--prometheus-url={prom_url}",
+                f"--metrics-address=127.0.0.1:{port}",
+                "--no-leader-election",
+                "--resync=1",
+                "--log-level=info",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "POD_NAME": "songbird-lab"},
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=_CONTROLLER_STOP)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=_CONTROLLER_STOP)
+
+
+@contextlib.contextmanager
+def _running(load: LoadGenerator, stop: threading.Event) -> Iterator[None]:
+    thread = threading.Thread(target=load.run, args=(stop,), name="lab-load", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=load.plan.timeout + 5.0)
+
+
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def _state(kube: KubeEmulator) -> RolloutState:
+    cm = kube.get("ConfigMap", scenarios.NAMESPACE, scenarios.POLICY_NAME) or {}
+    raw = ((cm.get("metadata") or {}).get("annotations") or {}).get(scenarios.STATUS_ANNOTATION)
+    if not raw:
+        return RolloutState(reason="waiting for the controller")
+    try:
+        return RolloutState.from_json(raw)
+    except ValueError as exc:
+        return RolloutState(reason=f"unreadable status: {exc}")
+
+
+def _sample(t: float, kube: KubeEmulator, nginx: NginxServer, report: LoadReport) -> Sample:
+    state = _state(kube)
+    verdicts: dict[str, str] = {}
+    if state.history:
+        verdicts = {r.name: r.verdict.value for r in state.history[-1].results}
+    model = nginx.model
+    route = model.route(scenarios.HOST) if model is not None else None
+    nginx_weight: float | None = None
+    header = False
+    if route is not None and route.canary is not None and route.canary.backend.endpoints:
+        nginx_weight = 100.0 * route.canary.weight / route.canary.effective_total
+        header = bool(route.canary.header)
+    recent = [b for b in report.buckets if b.start + b.width <= time.time()][-RECENT:]
+    plain = sum(b.plain for b in recent)
+    with_header = sum(sum(b.header_versions.values()) for b in recent)
+    return Sample(
+        t=round(t, 3),
+        phase=state.phase.value,
+        step=state.step + 1 if state.step >= 0 else 0,
+        weight=state.weight,
+        reason=state.reason,
+        verdicts=verdicts,
+        nginx_weight=nginx_weight,
+        nginx_header=header,
+        main_service=route.main.service if route is not None else "",
+        share_recent=sum(b.versions["v2"] for b in recent) / plain if plain else None,
+        header_recent=sum(b.header_versions["v2"] for b in recent) / with_header if with_header else None,
+    )
+
+
+def _buckets(report: LoadReport, t0: float) -> list[Bucket]:
+    return [
+        Bucket(
+            t=round(b.start - t0, 3),
+            plain=dict(b.versions),
+            header=dict(b.header_versions),
+            errors=dict(b.errors),
+            failures=b.failures,
+        )
+        for b in report.buckets
+    ]
+
+
+_ALL = 'rate(nginx_ingress_controller_requests{{ingress="{i}"}}[10s])'
+_5XX = 'rate(nginx_ingress_controller_requests{{ingress="{i}",status=~"5.."}}[10s])'
+_BUCKETS = 'rate(nginx_ingress_controller_request_duration_seconds_bucket{{ingress="{i}"}}[10s])'
+_QUERIES = {
+    # "or 0 * ...": a version without any 5xx yet has an error rate of 0, not no value.
+    "error_rate": f"(sum by (canary, service) ({_5XX}) or 0 * sum by (canary, service) ({_ALL}))"
+    f" / sum by (canary, service) ({_ALL})",
+    "latency_p50": f"histogram_quantile(0.5, sum by (le, canary, service) ({_BUCKETS}))",
+    "latency_p99": f"histogram_quantile(0.99, sum by (le, canary, service) ({_BUCKETS}))",
+}
+
+
+def _series(prom: PrometheusServer, t0: float, end: float) -> list[Series]:
+    """Error rate and latency per version as Prometheus recorded them, seconds since ``t0``."""
+    out: list[Series] = []
+    for name, template in _QUERIES.items():
+        data: Any = prom.api(
+            "query_range",
+            {
+                "query": template.format(i=scenarios.MAIN_INGRESS),
+                "start": repr(t0),
+                "end": repr(end),
+                "step": "1",
+            },
+        )
+        points: dict[str, list[tuple[float, float]]] = {}
+        for result in data["result"]:
+            labels = result["metric"]
+            version = (
+                "v2" if labels.get("canary") else scenarios.SERVICE_VERSIONS.get(labels.get("service", ""))
+            )
+            if version is None:
+                continue
+            for ts, value in result["values"]:
+                v = float(value)
+                if math.isfinite(v):  # NaN: no traffic at that instant
+                    points.setdefault(version, []).append((round(float(ts) - t0, 3), v))
+        out += [Series(name=name, version=v, points=sorted(p)) for v, p in sorted(points.items())]
+    return out
