@@ -119,6 +119,13 @@ def judge(
                 },
             )
         by_name[seen.name] = _sparse(result, metric, policy.analysis.min_requests)
+    compared = [by_name[o.name] for o in builtin if by_name[o.name].verdict is not Verdict.ERROR]
+    mean_rule = compare.combine(compared, alpha=params.alpha)
+    if compared and mean_rule.decisive and not any(r.decisive for r in compared):
+        # The mean of the metrics' rollback evidence crossed 1/alpha although none did alone: the verdict
+        # lands on the metric with the most evidence, with the rule's own reason.
+        worst = max(compared, key=lambda r: float(r.figures.get("e_bad", 0.0)))
+        by_name[worst.name] = replace(worst, verdict=Verdict.FAIL, decisive=True, reason=mean_rule.reason)
     for seen in custom:
         by_name[seen.name] = threshold.judge_threshold(
             seen, specs[seen.name], min_requests=policy.analysis.min_requests

@@ -1,0 +1,85 @@
+"""The controller's judgement of one evaluation (`analysis.evaluate.judge`, pure): observations in, verdicts
+and evidence out. Covers the multi-metric mean rule (rollback when the mean of the metrics' evidence
+reaches 1/alpha although none reaches K/alpha alone), the sparse rule (no bad events on either side: pass
+once minRequests are served under the ceiling), an unobservable metric as ERROR without touching the
+others' evidence, and evidence carried from one evaluation to the next through the state."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from analysis.evaluate import judge
+from analysis.observe import MetricObservation
+from analysis.state import RolloutState
+from analysis.verdict import Verdict, WindowCounts
+from config.loader import load_policy_yaml
+
+POLICY = load_policy_yaml("""
+ingress: nginx
+canary: {deployment: v2, service: v2}
+steps: [50]
+analysis:
+  minRequests: 100
+  metrics: [{name: error-rate, max: 0.5}, {name: latency, quantile: 0.5, max: 0.5}]
+""")
+
+
+def seen(name: str, canary: tuple[float, float], stable: tuple[float, float]) -> MetricObservation:
+    return MetricObservation(
+        name=name,
+        counts=WindowCounts(
+            canary_total=canary[0], canary_bad=canary[1], stable_total=stable[0], stable_bad=stable[1]
+        ),
+    )
+
+
+def test_mean_rule_rolls_back_before_any_single_metric_would() -> None:
+    state = RolloutState()
+    for window in range(1, 200):
+        obs = (seen("error-rate", (200, 5), (200, 2)), seen("latency", (200, 5), (200, 2)))
+        results, evidence = judge(POLICY, state, obs, ())
+        state = replace(state, evidence=evidence)
+        e_bad = [float(r.figures["e_bad"]) for r in results]
+        if any(r.verdict is Verdict.FAIL for r in results):
+            break
+    else:
+        raise AssertionError("no rollback in 200 windows of a 2.5x regression")
+    assert all(e < 200 for e in e_bad), "one metric alone crossed K/alpha: the mean rule was not needed"
+    assert sum(e_bad) / 2 >= 100
+    failed = [r for r in results if r.verdict is Verdict.FAIL]
+    assert len(failed) == 1 and failed[0].decisive
+    assert failed[0].reason.startswith("mean rollback evidence over 2 metrics") and window > 1
+
+
+def test_sparse_rule_passes_a_flawless_canary_under_its_ceilings() -> None:
+    policy = load_policy_yaml("""
+ingress: nginx
+canary: {deployment: v2, service: v2}
+steps: [50]
+analysis: {minRequests: 100, metrics: [{name: error-rate, max: 0.05}]}
+""")
+    state = RolloutState()
+    verdicts = []
+    for _ in range(3):
+        results, evidence = judge(policy, state, (seen("error-rate", (60, 0), (60, 0)),), ())
+        state = replace(state, evidence=evidence)
+        verdicts.append(results[0].verdict)
+    # 60 requests: too few; 120 with no bad events and ln(20)/-ln(0.95) = 58 needed under the 5% ceiling.
+    assert verdicts == [Verdict.INCONCLUSIVE, Verdict.PASS, Verdict.PASS]
+    assert results[0].reason.startswith("too few bad events to compare (0 in 180 canary requests")
+
+
+def test_unobservable_metric_is_an_error_and_leaves_the_others_alone() -> None:
+    state = RolloutState()
+    results, evidence = judge(
+        POLICY,
+        state,
+        (
+            seen("error-rate", (100, 10), (100, 10)),
+            MetricObservation(name="latency", error="Prometheus at http://p:9090 did not answer"),
+        ),
+        (),
+    )
+    assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE, Verdict.ERROR]
+    assert results[1].reason == "Prometheus at http://p:9090 did not answer"
+    assert "latency" not in evidence and evidence["error-rate"]["canary:total"] == 100
