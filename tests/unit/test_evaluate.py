@@ -35,7 +35,9 @@ def seen(name: str, canary: tuple[float, float], stable: tuple[float, float]) ->
 
 def test_mean_rule_rolls_back_before_any_single_metric_would() -> None:
     state = RolloutState()
-    for window in range(1, 200):
+    windows = 0
+    for _ in range(200):
+        windows += 1
         obs = (seen("error-rate", (200, 5), (200, 2)), seen("latency", (200, 5), (200, 2)))
         results, evidence = judge(POLICY, state, obs, ())
         state = replace(state, evidence=evidence)
@@ -48,7 +50,7 @@ def test_mean_rule_rolls_back_before_any_single_metric_would() -> None:
     assert sum(e_bad) / 2 >= 100
     failed = [r for r in results if r.verdict is Verdict.FAIL]
     assert len(failed) == 1 and failed[0].decisive
-    assert failed[0].reason.startswith("mean rollback evidence over 2 metrics") and window > 1
+    assert failed[0].reason.startswith("mean rollback evidence over 2 metrics") and windows > 1
 
 
 def test_sparse_rule_passes_a_flawless_canary_under_its_ceilings() -> None:
