@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from lab.timeline import CANARY_VERSION, Timeline
+from lab.timeline import CANARY_VERSION, Sample, Timeline
 
 COLORS = {"v1": "tab:blue", "v2": "tab:orange"}
 
@@ -34,6 +34,13 @@ def write_report(timeline: Timeline, out: Path) -> tuple[Path, Path]:
     return json_path, png_path
 
 
+def _served(s: Sample) -> float:
+    """The share of plain traffic nginx's routing gives v2: all of it once the main route serves v2."""
+    if s.main_service.endswith("-v2"):
+        return 100.0
+    return s.nginx_weight if s.nginx_weight is not None else 0.0
+
+
 def _plot(timeline: Timeline, path: Path) -> None:
     fig, (traffic, errors, latency) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
     try:
@@ -43,11 +50,11 @@ def _plot(timeline: Timeline, path: Path) -> None:
         )
         traffic.step(
             ts,
-            [s.nginx_weight if s.nginx_weight is not None else 0.0 for s in timeline.samples],
+            [_served(s) for s in timeline.samples],
             where="post",
             color="grey",
             linestyle=":",
-            label="weight nginx serves",
+            label="v2 weight nginx serves",
         )
         shown = [b for b in timeline.buckets if b.plain_total]
         traffic.plot(

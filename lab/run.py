@@ -371,42 +371,51 @@ def _buckets(report: LoadReport, t0: float) -> list[Bucket]:
     ]
 
 
-_ALL = 'rate(nginx_ingress_controller_requests{{ingress="{i}"}}[10s])'
-_5XX = 'rate(nginx_ingress_controller_requests{{ingress="{i}",status=~"5.."}}[10s])'
-_BUCKETS = 'rate(nginx_ingress_controller_request_duration_seconds_bucket{{ingress="{i}"}}[10s])'
-_QUERIES = {
-    # "or 0 * ...": a version without any 5xx yet has an error rate of 0, not no value.
-    "error_rate": f"(sum by (canary, service) ({_5XX}) or 0 * sum by (canary, service) ({_ALL}))"
-    f" / sum by (canary, service) ({_ALL})",
-    "latency_p50": f"histogram_quantile(0.5, sum by (le, canary, service) ({_BUCKETS}))",
-    "latency_p99": f"histogram_quantile(0.99, sum by (le, canary, service) ({_BUCKETS}))",
+# Series of one version: canary traffic is reported under the stable Service with a non-empty ``canary``
+# label, and after promotion the main route itself serves v2; `or` takes the union of those series.
+_VERSION_LABELS = {
+    "v1": ['canary="",service="nginx-v1"'],
+    "v2": ['canary!=""', 'canary="",service="nginx-v2"'],
 }
+_REQUESTS = "nginx_ingress_controller_requests"
+_BUCKET = "nginx_ingress_controller_request_duration_seconds_bucket"
+_5XX = ',status=~"5.."'
+
+
+def _union(version: str, metric: str, extra: str = "") -> str:
+    ingress = f'ingress="{scenarios.MAIN_INGRESS}"'
+    return " or ".join(
+        f"rate({metric}{{{ingress},{labels}{extra}}}[10s])" for labels in _VERSION_LABELS[version]
+    )
+
+
+def _queries(version: str) -> dict[str, str]:
+    requests, errors, buckets = (
+        _union(version, _REQUESTS),
+        _union(version, _REQUESTS, _5XX),
+        _union(version, _BUCKET),
+    )
+    return {
+        # "or 0 * ...": a version without any 5xx yet has an error rate of 0, not no value.
+        "error_rate": f"sum(({errors}) or 0 * ({requests})) / sum({requests})",
+        "latency_p50": f"histogram_quantile(0.5, sum by (le) ({buckets}))",
+        "latency_p99": f"histogram_quantile(0.99, sum by (le) ({buckets}))",
+    }
 
 
 def _series(prom: PrometheusServer, t0: float, end: float) -> list[Series]:
     """Error rate and latency per version as Prometheus recorded them, seconds since ``t0``."""
     out: list[Series] = []
-    for name, template in _QUERIES.items():
-        data: Any = prom.api(
-            "query_range",
-            {
-                "query": template.format(i=scenarios.MAIN_INGRESS),
-                "start": repr(t0),
-                "end": repr(end),
-                "step": "1",
-            },
-        )
-        points: dict[str, list[tuple[float, float]]] = {}
-        for result in data["result"]:
-            labels = result["metric"]
-            version = (
-                "v2" if labels.get("canary") else scenarios.SERVICE_VERSIONS.get(labels.get("service", ""))
+    for version in _VERSION_LABELS:
+        for name, query in _queries(version).items():
+            data: Any = prom.api(
+                "query_range", {"query": query, "start": repr(t0), "end": repr(end), "step": "1"}
             )
-            if version is None:
-                continue
-            for ts, value in result["values"]:
-                v = float(value)
-                if math.isfinite(v):  # NaN: no traffic at that instant
-                    points.setdefault(version, []).append((round(float(ts) - t0, 3), v))
-        out += [Series(name=name, version=v, points=sorted(p)) for v, p in sorted(points.items())]
+            points = [
+                (round(float(ts) - t0, 3), float(v))
+                for result in data["result"]
+                for ts, v in result["values"]
+                if math.isfinite(float(v))  # NaN: no traffic at that instant
+            ]
+            out.append(Series(name=name, version=version, points=sorted(points)))
     return out
