@@ -33,8 +33,8 @@ system-deps:
 	fi
 
 lint: venv
-	$(BIN)/ruff check config analysis controller tests bench
-	$(BIN)/ruff format --check config analysis controller
+	$(BIN)/ruff check config analysis controller lab bench tests
+	$(BIN)/ruff format --check config analysis controller lab bench
 
 typecheck: venv
 	$(BIN)/mypy

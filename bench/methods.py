@@ -114,7 +114,7 @@ class Songbird(Method):
             self.judged += len(results)
             verdict = combine(results)
             if verdict.verdict is Verdict.FAIL and verdict.decisive:
-                self._end(i, ROLLBACK, t)
+                self._end(int(i), ROLLBACK, t)
                 continue
             if any(r.figures.get("shared_outage") for r in results):
                 continue  # paused: the weight holds while the stable is failing too
@@ -125,9 +125,9 @@ class Songbird(Method):
                 self.step[i] += 1
                 self.step_start[i] = t
             elif all(r.verdict is Verdict.PASS for r in results):
-                self._end(i, PROMOTE, t)
+                self._end(int(i), PROMOTE, t)
             elif elapsed - s.interval >= s.max_wait - TOLERANCE:
-                self._end(i, PAUSED, t)
+                self._end(int(i), PAUSED, t)
 
     def _end(self, i: int, outcome: int, t: float) -> None:
         self.outcome[i] = outcome
