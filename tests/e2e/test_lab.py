@@ -1,0 +1,137 @@
+"""The local lab end to end: the real controller (`songbird run`) rolling out v2 behind a real nginx, judged
+on a real Prometheus, with only the Kubernetes API emulated. No cluster needed; nginx and Prometheus must
+be installed (``make system-deps``), else the module is skipped with the reason.
+
+Covered, each scenario run once through `lab.run.Lab` and measured from the traffic itself:
+- healthy: v2 is promoted after passing every step, and then answers ~100% of plain requests;
+- bad-errors (v2 answers 5% with 500): rolled back by the error-rate judge before the weight reaches 40%;
+- bad-latency (v2 three times slower): rolled back by the latency judge;
+- at every weight nginx served, v2's measured share of plain requests is within 4 binomial standard
+  deviations of that weight, given the number of requests counted (the write-up's curl-loop check);
+- requests carrying ``Region: always`` reach v2 every time while the rollout progresses, and never once
+  the rollback has withdrawn the canary route;
+- the command line (``python -m controller.cli lab --scenario bad-errors --quiet``): exit code 0 for the
+  expected outcome, ``rolled back: error-rate: ...`` printed, ``timeline.json`` and ``report.png`` written.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.run import Lab, LabError, LabOptions, preflight
+from lab.scenarios import Scenario
+from lab.timeline import Timeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+ROOT = Path(__file__).resolve().parents[2]
+SIGMAS = 4.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def installed() -> None:
+    try:
+        preflight()
+    except LabError as exc:
+        pytest.skip(str(exc))
+
+
+def _run(scenario: Scenario, rate: float) -> Timeline:
+    return Lab(LabOptions(scenario=scenario, rate=rate, timeout=240.0)).run()
+
+
+@pytest.fixture(scope="module")
+def healthy() -> Iterator[Timeline]:
+    yield _run(Scenario.HEALTHY, 50.0)
+
+
+@pytest.fixture(scope="module")
+def bad_errors() -> Iterator[Timeline]:
+    yield _run(Scenario.BAD_ERRORS, 60.0)
+
+
+@pytest.fixture(scope="module")
+def bad_latency() -> Iterator[Timeline]:
+    yield _run(Scenario.BAD_LATENCY, 60.0)
+
+
+def test_healthy_canary_is_promoted_and_then_serves_all_plain_traffic(healthy: Timeline) -> None:
+    assert healthy.outcome == "promoted", healthy.reason
+    assert healthy.reason.startswith("promoting: analysis passed at 80%"), healthy.reason
+    served = {s.weight for s in healthy.step_shares()}
+    assert {10.0, 20.0, 40.0, 60.0, 80.0} <= served
+    v2, total = healthy.final_share()
+    assert total >= 200
+    assert v2 / total >= 0.99, f"v2 answered {v2} of {total} plain requests after promotion"
+
+
+def test_canary_with_five_percent_errors_is_rolled_back_before_forty_percent(bad_errors: Timeline) -> None:
+    assert bad_errors.outcome == "rolled back", bad_errors.reason
+    assert bad_errors.reason.startswith("error-rate: "), bad_errors.reason
+    assert bad_errors.max_weight() < 40.0
+
+
+def test_canary_three_times_slower_is_rolled_back(bad_latency: Timeline) -> None:
+    assert bad_latency.outcome == "rolled back", bad_latency.reason
+    assert bad_latency.reason.startswith("latency: "), bad_latency.reason
+
+
+@pytest.mark.parametrize("name", ["healthy", "bad_errors", "bad_latency"])
+def test_measured_share_at_each_weight_is_within_binomial_noise(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    timeline: Timeline = request.getfixturevalue(name)
+    steps = [s for s in timeline.step_shares() if s.weight > 0]
+    assert steps, "no weight was served long enough to be measured"
+    assert max(s.requests for s in steps) >= 300
+    for s in steps:
+        assert abs(s.z) <= SIGMAS, (
+            f"weight {s.weight:g}%: v2 answered {s.v2} of {s.requests} plain requests "
+            f"({100 * s.share:.1f}%), {s.z:+.1f} sigma"
+        )
+
+
+# Header requests are one in 20: a whole healthy rollout sends hundreds, a quick rollback a dozen or more.
+@pytest.mark.parametrize(("name", "at_least"), [("healthy", 100), ("bad_errors", 10), ("bad_latency", 10)])
+def test_header_requests_reach_v2_throughout_the_rollout(
+    name: str, at_least: int, request: pytest.FixtureRequest
+) -> None:
+    timeline: Timeline = request.getfixturevalue(name)
+    v2, total = timeline.header_share(lambda s: s.phase == "Progressing" and s.nginx_header)
+    assert total >= at_least
+    assert v2 == total, f"{total - v2} of {total} Region: always requests missed v2"
+
+
+@pytest.mark.parametrize("name", ["bad_errors", "bad_latency"])
+def test_header_requests_stay_on_v1_after_a_rollback(name: str, request: pytest.FixtureRequest) -> None:
+    timeline: Timeline = request.getfixturevalue(name)
+    v2, total = timeline.header_share(lambda s: s.phase == "Failed" and s.nginx_weight is None)
+    assert total >= 5
+    assert v2 == 0, f"{v2} of {total} Region: always requests reached v2 after the rollback"
+
+
+def test_command_line_prints_the_outcome_and_writes_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    command = ["-m", "controller.cli", "lab", "--scenario", "bad-errors", "--quiet", "--rate", "60"]
+    done = subprocess.run(
+        [sys.executable, *command, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=360,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rolled back: error-rate: " in done.stdout
+    assert f"report: {out / 'report.png'} and {out / 'timeline.json'}" in done.stdout
+    assert (out / "report.png").read_bytes().startswith(b"\x89PNG")
+    written = json.loads((out / "timeline.json").read_text())
+    assert written["outcome"] == "rolled back"
+    assert written["scenario"] == "bad-errors"
+    assert written["steps"] and written["samples"] and written["series"]
