@@ -96,7 +96,9 @@ def preflight(port: int = 0) -> None:
         try:
             find_binary(binary)
         except RuntimeError as exc:
-            raise LabError(f"Prometheus is not installed ({exc})\nTo fix: {INSTALL_HINT}") from exc
+            raise LabError(
+                f"Prometheus is not installed (`{binary}` not found on PATH)\nTo fix: {INSTALL_HINT}"
+            ) from exc
     if port:
         try:
             check_port_free(port)
