@@ -1,6 +1,11 @@
-"""The local lab's data plane: a real nginx playing ingress-nginx on one machine.
+"""The local lab: a whole canary release on one machine (`songbird lab`, `make demo`).
 
-Pieces, each usable alone:
+`lab.run.Lab` orchestrates it (and `lab.cli` is its command line): kmock's Kubernetes emulator
+(`lab.apiserver`) holding the scenario (`lab.scenarios`), the data plane below, a real Prometheus
+(`lab.prometheus`) scraping nginx and the controller, the real controller as a `songbird run` process, and
+the load; `lab.timeline` measures what happened and `lab.report` writes timeline.json and report.png.
+
+The data plane, a real nginx playing ingress-nginx; pieces, each usable alone:
 
 - `lab.translator` (pure): Ingress objects + local endpoints -> `lab.model.RoutingModel`, with ingress-nginx's
   canary semantics; `lab.model.decide` is the same decision in Python, for tests and explanations;
