@@ -17,15 +17,14 @@ from types import FrameType
 
 import structlog
 
-from analysis.decision import Action, Decision
 from analysis.evaluate import PrometheusEvaluator
-from analysis.state import Phase, RolloutState
 from config.errors import ClusterError, PolicyError
 from config.loader import load_policy_configmap
 from controller.health import HealthServer, Readiness, Role
 from controller.kube import KubeClient
 from controller.lease import Elector
 from controller.metrics import ControllerMetrics
+from controller.observer import MetricsObserver
 from controller.ports import Clock, SystemClock
 from controller.reconciler import Reconciler
 from controller.router import make_router
@@ -52,31 +51,6 @@ class Settings:
 def tick_period(cadence: float) -> float:
     """Ticks run several times per cadence (evaluations stay on the cadence), between 0.2 s and 5 s."""
     return max(0.2, min(5.0, cadence / 3.0))
-
-
-class MetricsObserver:
-    """Feeds what each tick decided into the controller's own /metrics."""
-
-    def __init__(self, metrics: ControllerMetrics) -> None:
-        self.metrics = metrics
-
-    def tick_done(
-        self,
-        namespace: str,
-        name: str,
-        state: RolloutState,
-        decision: Decision | None,
-        canary_replicas: int | None,
-        stable_replicas: int | None,
-    ) -> None:
-        self.metrics.observe_rollout(namespace, name, state, canary_replicas, stable_replicas)
-        if decision is None:
-            return
-        if decision.state.phase is Phase.SUCCEEDED and decision.action is Action.PROMOTE:
-            self.metrics.record_decision(namespace, name, "promote", "analysis")
-        if decision.state.phase is Phase.FAILED and decision.action is Action.ROLLBACK:
-            code = decision.reason.split(":", 1)[0] if ":" in decision.reason else "rollback"
-            self.metrics.record_decision(namespace, name, "rollback", code[:40])
 
 
 class Controller:

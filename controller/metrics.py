@@ -256,13 +256,17 @@ class ControllerMetrics:
             for event_metric, labels in self._event_series.pop(key, set()):
                 _remove(event_metric, labels)
 
-    def record_decision(self, namespace: str, name: str, action: DecisionAction, reason_code: str) -> None:
+    def record_decision(
+        self, namespace: str, name: str, action: DecisionAction, reason_code: str, *, outcome: bool = True
+    ) -> None:
         """Count one decision. ``reason_code`` is short and bounded: a metric name or a code such as
         ``error-deadline``; it labels rollbacks, and for ``error`` it names the metric that failed."""
         if action not in DECISION_ACTIONS:
             raise ValueError(f"unknown action {action!r} (known: {', '.join(sorted(DECISION_ACTIONS))})")
         touched: list[tuple[Counter, tuple[str, ...]]] = [(self._decisions, (namespace, name, action))]
-        if action == "promote":
+        if not outcome:
+            pass  # one transition of a promotion or rollback: counted as a decision, not as an outcome
+        elif action == "promote":
             touched.append((self._promotions, (namespace, name)))
         elif action == "rollback":
             touched.append((self._rollbacks, (namespace, name, reason_code)))

@@ -54,8 +54,9 @@ class Observer(Protocol):
         self,
         namespace: str,
         name: str,
-        state: RolloutState,
-        decision: Decision | None,
+        before: RolloutState,
+        after: RolloutState,
+        decisions: tuple[Decision, ...],
         canary_replicas: int | None,
         stable_replicas: int | None,
     ) -> None: ...
@@ -108,6 +109,7 @@ class Reconciler:
             self._report(configmap, RolloutState(), message)
             return TickResult(state=None, error=message)
         now = self.clock.now()
+        initial = state
         try:
             policy = load_policy_configmap(configmap)
             view = self.router.observe(self.reader, namespace, policy, name)
@@ -145,13 +147,16 @@ class Reconciler:
                 configmap, state, f"Kubernetes API: {exc}", now, transient=True, decisions=tuple(decisions)
             )
         if self.observer is not None:
+            target = next((d.target for d in reversed(decisions) if d.target is not None), None)
+            facts = observed.facts
             self.observer.tick_done(
                 namespace,
                 name,
+                initial,
                 state,
-                decisions[-1] if decisions else None,
-                observed.facts.canary_replicas,
-                observed.facts.stable_replicas,
+                tuple(decisions),
+                target.canary_replicas if target is not None else facts.canary_replicas,
+                target.stable_replicas if target is not None else facts.stable_replicas,
             )
         return TickResult(state=state, decisions=tuple(decisions))
 

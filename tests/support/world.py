@@ -20,7 +20,7 @@ import pytest
 from analysis.evaluate import PrometheusEvaluator
 from analysis.state import RolloutState
 from controller.kube import KubeClient
-from controller.reconciler import Reconciler, TickResult, read_state
+from controller.reconciler import Observer, Reconciler, TickResult, read_state
 from controller.router import make_router
 from tests.support import scenario
 from tests.support.clusters import Cluster, EmulatedCluster
@@ -167,7 +167,9 @@ def seed(kube: KubeEmulator | Cluster, namespace: str = scenario.NAMESPACE) -> N
         kube.put(obj["kind"], namespace, obj)
 
 
-def build_reconciler(cluster: Cluster, clock: VirtualClock) -> tuple[Reconciler, KubeClient]:
+def build_reconciler(
+    cluster: Cluster, clock: VirtualClock, observer: Observer | None = None
+) -> tuple[Reconciler, KubeClient]:
     client = cluster.client(clock)
     reconciler = Reconciler(
         reader=client,
@@ -176,6 +178,7 @@ def build_reconciler(cluster: Cluster, clock: VirtualClock) -> tuple[Reconciler,
         router=make_router("ingress-nginx"),
         evaluator=PrometheusEvaluator(default_url=None),
         clock=clock,
+        observer=observer,
     )
     return reconciler, client
 
@@ -192,6 +195,7 @@ def world(
     policy: str = BASE_POLICY,
     start: float = T0 + 600,
     prometheus_url: str | None = None,
+    observer: Observer | None = None,
 ) -> Iterator[World]:
     """The scenario seeded in ``cluster``, a Prometheus with ``HISTORY`` seconds of traffic, the policy
     applied. ``prometheus_url`` replaces the real server's address in the policy (an unreachable one)."""
@@ -203,7 +207,7 @@ def world(
     with prom:
         seed(cluster, cluster.namespace)
         clock = VirtualClock(start)
-        reconciler, client = build_reconciler(cluster, clock)
+        reconciler, client = build_reconciler(cluster, clock, observer)
         w = World(
             cluster=cluster,
             prom_url=prometheus_url or prom.url,
