@@ -13,6 +13,9 @@ in the integration tests, so no ingress controller has to serve traffic.
 from __future__ import annotations
 
 from tests.integration.test_rollout import (
+    test_api_error_mid_advance_is_reported_and_changes_nothing,
+    test_new_canary_pod_template_restarts_from_the_first_step,
+    test_next_release_after_a_promotion_starts_from_the_promoted_version,
     test_canary_replicas_follow_the_weight_and_lead_it,
     test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence,
     test_crash_between_traffic_change_and_status_write_repeats_nothing,
@@ -30,6 +33,9 @@ from tests.support.clusters import RealCluster
 from tests.support.world import VirtualClock
 
 __all__ = [
+    "test_api_error_mid_advance_is_reported_and_changes_nothing",
+    "test_new_canary_pod_template_restarts_from_the_first_step",
+    "test_next_release_after_a_promotion_starts_from_the_promoted_version",
     "test_canary_replicas_follow_the_weight_and_lead_it",
     "test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence",
     "test_crash_between_traffic_change_and_status_write_repeats_nothing",

@@ -9,13 +9,17 @@ weight (scaled before each weight increase); placement applied to the canary onl
 mid-rollout resuming at the same step, also after a crash between the traffic change and the status write;
 an invalid policy rejected with its field path and no change to traffic; a missing Deployment and a
 hand-made canary Ingress refused; an unreachable Prometheus holding the rollout, then rolling it back after
-errorDeadline."""
+errorDeadline; a new pod template restarting from step 1; the next release after a promotion starting
+from the promoted version; an API error (403) mid-advance reported with the object named, traffic
+unchanged, and the rollout resuming once the API allows it."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
@@ -306,3 +310,64 @@ def test_unreachable_prometheus_holds_then_rolls_back_after_the_deadline(make_wo
         assert final.phase is Phase.FAILED
         assert final.reason.startswith("metrics unavailable for 1m")
         assert max(e.weight for e in final.history) == 10  # never advanced while blind
+
+
+def test_new_canary_pod_template_restarts_from_the_first_step(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
+        w.run(130)
+        assert w.state().step >= 2
+        started = w.state().started_at
+        canary = w.get("Deployment", "nginx-v2")
+        assert canary is not None
+        canary["spec"]["template"]["spec"]["containers"][0]["image"] = "nginx:1.27.1"
+        w.cluster.put("Deployment", w.namespace, canary)
+        w.run(10)
+        state = w.state()
+        assert state.step == 0 and state.started_at != started
+        assert weight_of(w) == 10
+        assert any(
+            e["reason"] == "RolloutStarted" and "pod template changed" in e["message"] for e in w.events()
+        )
+
+
+def version_v3(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a v2 object turned into v3 (name, labels, selectors, image)."""
+    text = json.dumps(obj).replace("nginx-v2", "nginx-v3").replace('"version": "v2"', '"version": "v3"')
+    return dict(json.loads(text.replace("nginx:1.27", "nginx:1.28")))
+
+
+def test_next_release_after_a_promotion_starts_from_the_promoted_version(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
+        assert w.run(1200).phase is Phase.SUCCEEDED
+        w.cluster.put(
+            "Deployment",
+            w.namespace,
+            version_v3(scenario.deployment("v2", replicas=0, namespace=w.namespace)),
+        )
+        w.cluster.put("Service", w.namespace, version_v3(scenario.service("v2", namespace=w.namespace)))
+        w.apply_policy(BASE_POLICY.replace("nginx-v2", "nginx-v3"))
+        w.run(10)
+        state = w.state()
+        assert (state.canary, state.stable, state.stable_service) == ("nginx-v3", "nginx-v2", "nginx-v2")
+        assert state.phase is Phase.PROGRESSING and weight_of(w) == 10
+        canary = w.ingress(CANARY_INGRESS)
+        assert canary is not None
+        assert canary["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "nginx-v3"
+
+
+def test_api_error_mid_advance_is_reported_and_changes_nothing(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
+        w.run(60)
+        started = w.state().step_started_at
+        assert w.state().step == 0 and started is not None
+        w.clock.t = started + 60  # the step's minute is over at this tick
+        w.emulator.fail("Ingress", method="PATCH", status=403, times=1)
+        w.tick()  # the advance to 20% is refused by RBAC
+        state = w.state()
+        assert (state.step, state.weight) == (0, 10) and weight_of(w) == 10
+        assert f"Ingress {w.namespace}/{CANARY_INGRESS}" in state.reason and "403" in state.reason
+        blocked = w.events("RolloutBlocked")
+        assert blocked and blocked[-1]["type"] == "Warning" and CANARY_INGRESS in blocked[-1]["message"]
+        w.clock.advance(5)
+        w.tick()
+        assert w.state().step == 1 and weight_of(w) == 20  # resumes once the API allows it
