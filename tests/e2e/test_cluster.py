@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from tests.integration.test_rollout import (
     test_api_error_mid_advance_is_reported_and_changes_nothing,
-    test_new_canary_pod_template_restarts_from_the_first_step,
-    test_next_release_after_a_promotion_starts_from_the_promoted_version,
     test_canary_replicas_follow_the_weight_and_lead_it,
     test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence,
     test_crash_between_traffic_change_and_status_write_repeats_nothing,
@@ -25,6 +23,8 @@ from tests.integration.test_rollout import (
     test_healthy_canary_is_promoted_through_every_step,
     test_invalid_policy_is_rejected_with_its_field_path_and_traffic_untouched,
     test_missing_canary_deployment_is_refused_before_any_change,
+    test_new_canary_pod_template_restarts_from_the_first_step,
+    test_next_release_after_a_promotion_starts_from_the_promoted_version,
     test_placement_applied_to_the_canary_only,
     test_restarted_controller_resumes_at_the_same_step,
     test_unreachable_prometheus_holds_then_rolls_back_after_the_deadline,
@@ -34,8 +34,6 @@ from tests.support.world import VirtualClock
 
 __all__ = [
     "test_api_error_mid_advance_is_reported_and_changes_nothing",
-    "test_new_canary_pod_template_restarts_from_the_first_step",
-    "test_next_release_after_a_promotion_starts_from_the_promoted_version",
     "test_canary_replicas_follow_the_weight_and_lead_it",
     "test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence",
     "test_crash_between_traffic_change_and_status_write_repeats_nothing",
@@ -45,6 +43,8 @@ __all__ = [
     "test_healthy_canary_is_promoted_through_every_step",
     "test_invalid_policy_is_rejected_with_its_field_path_and_traffic_untouched",
     "test_missing_canary_deployment_is_refused_before_any_change",
+    "test_new_canary_pod_template_restarts_from_the_first_step",
+    "test_next_release_after_a_promotion_starts_from_the_promoted_version",
     "test_placement_applied_to_the_canary_only",
     "test_restarted_controller_resumes_at_the_same_step",
     "test_unreachable_prometheus_holds_then_rolls_back_after_the_deadline",
