@@ -1,6 +1,6 @@
 """``songbird lab``: a whole canary release on this machine, with a live view and a report.
 
-    songbird lab --scenario healthy|bad-errors|bad-latency [--rate 50] [--out DIR] [--port N] [--quiet]
+    songbird lab --scenario healthy|bad-errors|bad-latency [--rate N] [--out DIR] [--port N] [--quiet]
 
 Prints a live view (one line per change of phase, step, weight, verdicts or served weight, plus a line every
 10 s; on a terminal the current line also refreshes in place), then ``promoted`` or ``rolled back`` with
@@ -11,8 +11,13 @@ Exit codes: 0 when the outcome is the scenario's expected one (healthy: promoted
 1 when it is not (or no outcome came in time), 2 when the lab could not run (the message says what to do),
 130 on Ctrl-C or SIGTERM, after every process the lab started has been stopped.
 
-``--kubeconfig`` (pointing the lab's traffic and metrics at a real cluster's objects) is not implemented
-yet: it is refused with a message rather than silently ignored.
+``--kubeconfig K --prometheus-url P --ingress-url http://host:port [--namespace N]`` runs the same rollout
+on a real cluster instead: nothing local is started but the controller (``songbird run --kubeconfig K``,
+without leader election: stop any in-cluster Songbird watching that namespace first) and the load. The
+seed objects must exist in the namespace (the lab refuses, naming what is missing); the lab applies the
+scenario's policy ConfigMap there, sends its load to the cluster's ingress-nginx at ``--ingress-url`` with
+``Host: foo.example.com``, judges nothing itself, and reads the outcome from the ConfigMap's status. The
+scenario names the policy and the expected outcome only: how v2 behaves is up to what runs in the cluster.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from typing import TextIO
 import structlog
 
 from lab.report import write_report
-from lab.run import Lab, LabError, LabOptions
+from lab.run import ClusterTarget, Lab, LabError, LabOptions
 from lab.scenarios import Scenario, expected_outcome
 from lab.timeline import Sample, Timeline
 
@@ -44,12 +49,21 @@ def parser() -> argparse.ArgumentParser:
         "real Prometheus, the real controller.",
     )
     p.add_argument("--scenario", required=True, choices=[s.value for s in Scenario])
-    p.add_argument("--rate", type=float, default=50.0, help="requests per second (default 50)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        help="requests per second (default: healthy 80, bad-errors and bad-latency 150)",
+    )
     p.add_argument("--out", type=Path, help="report directory (default out/lab-<scenario>)")
     p.add_argument("--port", type=int, default=0, help="nginx's traffic port on 127.0.0.1 (default: free)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for an outcome")
+    p.add_argument("--timeout", type=float, default=360.0, help="seconds to wait for an outcome")
+    p.add_argument("--seed", type=int, help="the local backends' draws (default: a new one each run)")
     p.add_argument("--quiet", action="store_true", help="print only the outcome and the report paths")
-    p.add_argument("--kubeconfig", help="use a real cluster's objects (not implemented yet)")
+    real = p.add_argument_group("a real cluster instead of the local one")
+    real.add_argument("--kubeconfig", help="run the rollout on this cluster's seed objects")
+    real.add_argument("--namespace", default="default", help="where the seed objects are (default: default)")
+    real.add_argument("--prometheus-url", help="the cluster's Prometheus, scraping ingress-nginx (required)")
+    real.add_argument("--ingress-url", help="http://host:port of the cluster's ingress-nginx (required)")
     return p
 
 
@@ -128,22 +142,39 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(list(argv) if argv is not None else None)
+    cluster: ClusterTarget | None = None
     if args.kubeconfig:
-        print(
-            "songbird lab: --kubeconfig is not supported yet: the lab runs its own Kubernetes API. "
-            "Against a real cluster, run `songbird run --kubeconfig ...` with your ingress-nginx and "
-            "Prometheus instead.",
-            file=sys.stderr,
+        if not args.prometheus_url or not args.ingress_url:
+            print(
+                "songbird lab: --kubeconfig needs --prometheus-url (the cluster's Prometheus scraping "
+                "ingress-nginx) and --ingress-url (http://host:port of its ingress-nginx)",
+                file=sys.stderr,
+            )
+            return 2
+        cluster = ClusterTarget(
+            kubeconfig=args.kubeconfig,
+            namespace=args.namespace,
+            prometheus_url=args.prometheus_url,
+            ingress_url=args.ingress_url,
         )
+    elif args.prometheus_url or args.ingress_url:
+        print("songbird lab: --prometheus-url and --ingress-url go with --kubeconfig", file=sys.stderr)
         return 2
-    if not 1 <= args.rate <= 200:
+    if args.rate is not None and not 1 <= args.rate <= 200:
         print("songbird lab: --rate must be within [1, 200] requests/s", file=sys.stderr)
         return 2
     # The data plane logs each scale and reload; the live view already shows them.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     scenario = Scenario(args.scenario)
     out: Path = args.out or Path("out") / f"lab-{scenario.value}"
-    options = LabOptions(scenario=scenario, rate=args.rate, port=args.port, timeout=args.timeout)
+    options = LabOptions(
+        scenario=scenario,
+        rate=args.rate,
+        port=args.port,
+        timeout=args.timeout,
+        seed=args.seed,
+        cluster=cluster,
+    )
     view = LiveView(sys.stdout, steps=len(options.policy.steps), quiet=args.quiet)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:

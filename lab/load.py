@@ -9,7 +9,12 @@ while it runs, to print progress.
 
 Bounds, always all three: ``max_requests``, ``duration`` (seconds) and a per-request ``timeout``; it also
 stops when the ``stop`` event is set. At most ``concurrency`` requests are in flight: when they are all
-busy the schedule waits instead of piling up. Only loopback targets are accepted.
+busy the schedule waits instead of piling up. Only loopback targets are accepted, unless the plan says
+``remote=True`` (``songbird lab --kubeconfig``: the user named a cluster's ingress address).
+
+Which version answered: the ``X-Version`` header (the lab's backends); else a body naming ``nginx-v1`` or
+``nginx-v2`` (``v1``/``v2``); else a ``Server: nginx/<tag>`` header matching one of ``plan.images``' tags
+(the seed's stock images nginx:1.25 and nginx:1.27 say their version there); else ``"none"``.
 
 A request that fails on a reused keep-alive connection before any answer arrives (the server closed the
 idle connection, as nginx does when a graceful reload retires a worker) is retried once on a new
@@ -23,6 +28,7 @@ import http.client
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -44,10 +50,14 @@ class LoadPlan:
     bucket: float = 1.0  # seconds
     concurrency: int = 4
     timeout: float = 5.0
+    remote: bool = False  # allow a non-loopback target
+    images: Mapping[str, str] = field(default_factory=dict)  # version -> image ("nginx:1.25")
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.target)
-        if parts.scheme != "http" or parts.hostname not in _LOOPBACK or not parts.port:
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"target must be an http:// URL, got {self.target!r}")
+        if not self.remote and (parts.hostname not in _LOOPBACK or not parts.port):
             raise ValueError(f"target must be http://127.0.0.1:<port>, got {self.target!r}")
         if self.rate <= 0 or self.duration <= 0 or self.max_requests <= 0 or self.bucket <= 0:
             raise ValueError("rate, duration, max_requests and bucket must be positive")
@@ -211,7 +221,7 @@ class LoadGenerator:
             try:
                 conn.request("GET", self.plan.path, headers=headers)
                 response = conn.getresponse()
-                response.read()
+                body = response.read()
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 conn.close()
                 if reused:
@@ -223,7 +233,21 @@ class LoadGenerator:
                 raise
             if response.will_close:
                 conn.close()
-            return response.status, response.getheader("X-Version") or NO_VERSION
+            return response.status, self._version(response, body)
+
+    def _version(self, response: http.client.HTTPResponse, body: bytes) -> str:
+        declared = response.getheader("X-Version")
+        if declared:
+            return declared
+        for version in ("v1", "v2"):
+            if f"nginx-{version}".encode() in body[:4096]:
+                return version
+        server = response.getheader("Server") or ""
+        for version, image in self.plan.images.items():
+            tag = image.rpartition(":")[2]
+            if tag and server.startswith(f"nginx/{tag}"):
+                return version
+        return NO_VERSION
 
 
 def _acquire(slots: threading.BoundedSemaphore, stop: threading.Event, give_up_at: float) -> bool:

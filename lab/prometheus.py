@@ -349,3 +349,32 @@ class PrometheusServer:
                     f"only {healthy} of {len(self.targets)} targets up after {timeout} s: {up}"
                 )
             time.sleep(0.2)
+
+
+class PrometheusApi:
+    """Queries to any Prometheus (the lab's own, or a cluster's for ``songbird lab --kubeconfig``), each
+    bounded by ``timeout`` seconds."""
+
+    def __init__(self, url: str, *, timeout: float = _HTTP_TIMEOUT) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def api(self, path: str, params: Mapping[str, str]) -> Any:
+        """GET ``/api/v1/<path>`` and return its ``data``; PrometheusServerError on any failure."""
+        url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+                body = json.load(response)
+        except urllib.error.HTTPError as exc:
+            raise PrometheusServerError(f"{url}: HTTP {exc.code}: {exc.read()[:500]!r}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise PrometheusServerError(f"{url}: {exc}") from exc
+        if body.get("status") != "success":
+            raise PrometheusServerError(f"{url}: {body}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        data = self.api("query", {"query": promql})
+        if data["resultType"] in ("scalar", "string"):
+            return [{"metric": {}, "value": data["result"]}]
+        return list(data["result"])

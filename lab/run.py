@@ -14,6 +14,15 @@ second a `lab.timeline.Sample` is taken (the controller's status, nginx's routin
 measured) and handed to ``on_sample``; the run ends ``settle`` seconds after the rollout finished (or at
 ``timeout``), with Prometheus' error-rate and latency series copied into the timeline.
 
+With ``LabOptions.cluster`` (``songbird lab --kubeconfig``) steps 1, 2 and 4 are the cluster's own: the
+lab starts no emulator, nginx, backends or Prometheus. It checks that the namespace holds the seed objects
+(`lab.cluster.missing_seed`; a `LabError` names what is missing) and that the main Ingress still routes
+to ``nginx-v1``, runs the controller against the given kubeconfig and Prometheus, sends the load to the
+given ingress-nginx address, waits for that Prometheus to hold the main Ingress' request series, applies
+the policy ConfigMap there, and samples the ConfigMap's status and the routing the Ingress objects ask for
+(`lab.cluster.routing_model`): when ingress-nginx applies a change is not visible from the API, so the
+served weight is the requested one.
+
 Failures and what the user sees: a missing nginx or Prometheus, or a traffic port already taken, is a
 `LabError` before anything starts, naming the fix (``make system-deps``); a controller that exits early
 is a `LabError` with the tail of its log. Whatever happens, including Ctrl-C, every process started here
@@ -23,8 +32,10 @@ is stopped (in reverse order of starting) and the temporary directories are remo
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -35,13 +46,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from analysis.state import Phase, RolloutState
 from lab import scenarios
 from lab.apiserver import KubeEmulator
+from lab.cluster import ClusterError, KubeCluster, missing_seed, routing_model
 from lab.load import LoadGenerator, LoadPlan, LoadReport
+from lab.model import RoutingModel
 from lab.nginx import NginxError, NginxServer, check_port_free, find_lua_modules, find_nginx
-from lab.prometheus import PrometheusServer, PrometheusServerError, ScrapeTarget, find_binary, free_port
+from lab.prometheus import (
+    PrometheusApi,
+    PrometheusServer,
+    PrometheusServerError,
+    ScrapeTarget,
+    find_binary,
+    free_port,
+)
 from lab.replicas import ReplicaSupervisor
 from lab.scenarios import LabPolicy, Scenario
 from lab.sync import DataPlaneSync, Obj
@@ -59,14 +80,30 @@ class LabError(RuntimeError):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClusterTarget:
+    """A real cluster to run the rollout on (``songbird lab --kubeconfig``) instead of the local stand-ins."""
+
+    kubeconfig: str
+    namespace: str = scenarios.NAMESPACE
+    prometheus_url: str = ""  # the cluster's Prometheus, scraping ingress-nginx
+    ingress_url: str = ""  # http://host:port of the cluster's ingress-nginx
+
+
+@dataclass(frozen=True, kw_only=True)
 class LabOptions:
     scenario: Scenario
-    rate: float = 50.0  # plain + header requests per second
+    rate: float | None = None  # plain + header requests per second; None: the scenario's default
     header_every: int = 20
     port: int = 0  # nginx's traffic port; 0: a free one
-    timeout: float = 300.0  # seconds from the policy to giving up on an outcome
+    timeout: float = 360.0  # seconds from the policy to giving up on an outcome
     settle: float = 8.0  # seconds of traffic kept after the outcome
     policy: LabPolicy = field(default_factory=LabPolicy)
+    seed: int | None = None  # the backends' draws; None: a new one each run
+    cluster: ClusterTarget | None = None
+
+    @property
+    def load_rate(self) -> float:
+        return self.rate if self.rate is not None else scenarios.default_rate(self.scenario)
 
 
 class _View:
@@ -83,6 +120,14 @@ class _View:
 
     def list_deployments(self) -> list[Obj]:
         return self._kube.objects("Deployment", scenarios.NAMESPACE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Plane:
+    """What the watch loop reads, in either mode: the policy ConfigMap and the routing in force."""
+
+    configmap: Callable[[], Obj | None]
+    model: Callable[[], RoutingModel | None]
 
 
 def preflight(port: int = 0) -> None:
@@ -119,13 +164,19 @@ class Lab:
         self._progress = progress or (lambda _: None)
 
     def run(self) -> Timeline:
+        if self.options.cluster is not None:
+            return self._run_cluster(self.options.cluster)
+        return self._run_local()
+
+    def _run_local(self) -> Timeline:
         opts = self.options
         preflight(opts.port)
+        seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(1, 1_000_000)
         with contextlib.ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="songbird-lab-")))
             self._progress("starting the Kubernetes API (kmock emulator)")
             kube = stack.enter_context(KubeEmulator())
-            for kind, body in scenarios.seed_objects(opts.scenario):
+            for kind, body in scenarios.seed_objects(opts.scenario, seed=seed):
                 kube.put(kind, scenarios.NAMESPACE, body)
 
             self._progress("starting nginx and the backends (3 replicas of nginx-v1)")
@@ -160,48 +211,173 @@ class Lab:
                 )
             except PrometheusServerError as exc:
                 raise LabError(f"Prometheus did not start: {exc}") from exc
-
-            self._progress("starting the controller: songbird run")
-            controller = stack.enter_context(_controller(kube, prom.url, controller_port, workdir))
-
-            timeline = Timeline(
-                scenario=opts.scenario.value,
-                rate=opts.rate,
-                started_at=time.time(),
-                policy=opts.policy.text(prom.url),
+            plane = _Plane(
+                configmap=lambda: kube.get("ConfigMap", scenarios.NAMESPACE, scenarios.POLICY_NAME),
+                model=lambda: nginx.model,
             )
-            load = LoadGenerator(
-                LoadPlan(
-                    target=nginx.url,
-                    rate=opts.rate,
-                    duration=opts.timeout + opts.settle + 120.0,
-                    max_requests=int(opts.rate * (opts.timeout + opts.settle + 120.0)) + 1,
-                    header=("Region", "always"),
-                    header_every=opts.header_every,
-                    concurrency=16,
-                    timeout=5.0,
-                )
+            return self._rollout(
+                stack,
+                workdir=workdir,
+                kubeconfig=str(kube.kubeconfig_path),
+                namespace=scenarios.NAMESPACE,
+                prom=PrometheusApi(prom.url),
+                controller_port=controller_port,
+                target=nginx.url,
+                remote=False,
+                apply=lambda cm: kube.put("ConfigMap", scenarios.NAMESPACE, cm),
+                plane=plane,
+                seed=seed,
+                scraped=lambda: _scraped_local(prom),
             )
-            stop_load = threading.Event()
-            stack.enter_context(_running(load, stop_load))
-            self._progress(f"sending {opts.rate:g} requests/s to foo.example.com")
-            _wait("Prometheus to scrape nginx and the controller", lambda: _scraped(prom), timeout=60.0)
-
-            self._progress("applying the rollout policy (ConfigMap nginx-rollout)")
-            kube.put("ConfigMap", scenarios.NAMESPACE, scenarios.policy_configmap(timeline.policy))
-            applied = time.time()
-            self._watch(timeline, kube, nginx, load, controller, applied, workdir)
-            stop_load.set()
-            timeline.buckets = _buckets(load.snapshot(), timeline.started_at)
-            timeline.series = _series(prom, timeline.started_at, time.time())
-            return timeline
         raise AssertionError("unreachable")  # pragma: no cover  (ExitStack does not swallow exceptions)
+
+    def _run_cluster(self, target: ClusterTarget) -> Timeline:
+        """The same rollout on a real cluster's seed objects: no emulator, data plane or backends here."""
+        if not target.prometheus_url:
+            raise LabError(
+                "--kubeconfig needs --prometheus-url: the cluster's Prometheus scraping ingress-nginx"
+            )
+        parts = urlsplit(target.ingress_url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise LabError(
+                "--kubeconfig needs --ingress-url http://<host>:<port>: the address of the cluster's "
+                f"ingress-nginx (got {target.ingress_url!r})"
+            )
+        namespace = target.namespace
+        with contextlib.ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="songbird-lab-")))
+            self._progress(f"reading the seed objects in namespace {namespace}")
+            try:
+                cluster = stack.enter_context(KubeCluster(target.kubeconfig, namespace))
+                wanted = [
+                    (kind, str(body["metadata"]["name"]))
+                    for kind, body in scenarios.seed_objects(self.options.scenario, namespace)
+                ]
+                missing = missing_seed(cluster, wanted)
+            except ClusterError as exc:
+                raise LabError(f"the cluster could not be read: {exc}") from exc
+            if missing:
+                raise LabError(
+                    f"the cluster at {cluster.server} lacks the seed objects in namespace {namespace}: "
+                    + ", ".join(missing)
+                    + "\nTo fix: create them (Deployments nginx-v1 with 3 replicas and nginx-v2 with 0, a "
+                    "Service for each, and the Ingress nginx for foo.example.com routing to nginx-v1), or "
+                    "choose their namespace with --namespace"
+                )
+            main = cluster.get("Ingress", scenarios.MAIN_INGRESS) or {}
+            if scenarios.STABLE not in json.dumps(main.get("spec") or {}):
+                raise LabError(
+                    f"the Ingress {namespace}/{scenarios.MAIN_INGRESS} does not route to {scenarios.STABLE} "
+                    "(a previous rollout promoted the canary?)\nTo fix: point it back at nginx-v1, scale "
+                    "nginx-v1 to 3 and nginx-v2 to 0"
+                )
+
+            def read(kind: str) -> list[Obj]:
+                return cluster.list(kind)
+
+            def model() -> RoutingModel | None:
+                try:
+                    return routing_model(read("Ingress"), read("Service"), read("Deployment"))
+                except ClusterError:
+                    return None
+
+            def configmap() -> Obj | None:
+                try:
+                    return cluster.get("ConfigMap", scenarios.POLICY_NAME)
+                except ClusterError:
+                    return None
+
+            def apply(cm: Obj) -> None:
+                try:
+                    cluster.apply(cm)
+                except ClusterError as exc:
+                    raise LabError(f"the policy ConfigMap could not be applied: {exc}") from exc
+
+            prom = PrometheusApi(target.prometheus_url)
+            return self._rollout(
+                stack,
+                workdir=workdir,
+                kubeconfig=target.kubeconfig,
+                namespace=namespace,
+                prom=prom,
+                controller_port=free_port(),
+                target=target.ingress_url,
+                remote=True,
+                apply=apply,
+                plane=_Plane(configmap=configmap, model=model),
+                seed=0,
+                scraped=lambda: _scraped_cluster(prom, namespace),
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _rollout(
+        self,
+        stack: contextlib.ExitStack,
+        *,
+        workdir: Path,
+        kubeconfig: str,
+        namespace: str,
+        prom: PrometheusApi,
+        controller_port: int,
+        target: str,
+        remote: bool,
+        apply: Callable[[Obj], object],
+        plane: _Plane,
+        seed: int,
+        scraped: Callable[[], bool],
+    ) -> Timeline:
+        """Controller, load, policy, watch, report: the part both modes share."""
+        opts = self.options
+        rate = opts.load_rate
+        self._progress("starting the controller: songbird run")
+        controller = stack.enter_context(
+            _controller(kubeconfig, namespace, prom.url, controller_port, workdir)
+        )
+        timeline = Timeline(
+            scenario=opts.scenario.value,
+            rate=rate,
+            started_at=time.time(),
+            policy=opts.policy.text(prom.url),
+            seed=seed,
+        )
+        load = LoadGenerator(
+            LoadPlan(
+                target=target,
+                rate=rate,
+                duration=opts.timeout + opts.settle + 120.0,
+                max_requests=int(rate * (opts.timeout + opts.settle + 120.0)) + 1,
+                header=("Region", "always"),
+                header_every=opts.header_every,
+                concurrency=32,
+                timeout=5.0,
+                remote=remote,
+                images=scenarios.IMAGES,
+            )
+        )
+        stop_load = threading.Event()
+        stack.enter_context(_running(load, stop_load))
+        self._progress(f"sending {rate:g} requests/s to foo.example.com")
+        try:
+            _wait("Prometheus to scrape ingress-nginx and the controller", scraped, timeout=60.0)
+        except PrometheusServerError as exc:
+            raise LabError(f"Prometheus did not answer: {exc}") from exc
+
+        self._progress("applying the rollout policy (ConfigMap nginx-rollout)")
+        apply(scenarios.policy_configmap(timeline.policy, namespace))
+        applied = time.time()
+        self._watch(timeline, plane, load, controller, applied, workdir)
+        stop_load.set()
+        timeline.buckets = _buckets(load.snapshot(), timeline.started_at)
+        try:
+            timeline.series = _series(prom, namespace, timeline.started_at, time.time())
+        except PrometheusServerError as exc:
+            self._progress(f"no error-rate and latency series in the report: {exc}")
+        return timeline
 
     def _watch(
         self,
         timeline: Timeline,
-        kube: KubeEmulator,
-        nginx: NginxServer,
+        plane: _Plane,
         load: LoadGenerator,
         controller: subprocess.Popen[bytes],
         applied: float,
@@ -214,7 +390,7 @@ class Lab:
             if controller.poll() is not None:
                 log = _tail(workdir / "controller.log")
                 raise LabError(f"the controller exited with code {controller.returncode}:\n{log}")
-            sample = _sample(now - timeline.started_at, kube, nginx, load.snapshot())
+            sample = _sample(now - timeline.started_at, plane, load.snapshot())
             timeline.samples.append(sample)
             self._on_sample(sample)
             if sample.phase in (Phase.PROMOTING.value, Phase.ROLLING_BACK.value) and not timeline.reason:
@@ -254,15 +430,23 @@ def _stable_ready(kube: KubeEmulator, nginx: NginxServer) -> bool:
     return route is not None and len(route.main.endpoints) == 3 and ready == 3
 
 
-def _scraped(prom: PrometheusServer) -> bool:
+def _scraped_local(prom: PrometheusServer) -> bool:
     up = prom.query("up")
     requests = prom.value("sum(nginx_ingress_controller_requests)")
     return len(up) == 2 and all(r["value"][1] == "1" for r in up) and bool(requests)
 
 
+def _scraped_cluster(prom: PrometheusApi, namespace: str) -> bool:
+    """The cluster's Prometheus holds ingress-nginx's request series of the main Ingress."""
+    found = prom.query(
+        f'sum(nginx_ingress_controller_requests{{namespace="{namespace}",ingress="{scenarios.MAIN_INGRESS}"}})'
+    )
+    return bool(found)
+
+
 @contextlib.contextmanager
 def _controller(
-    kube: KubeEmulator, prom_url: str, port: int, workdir: Path
+    kubeconfig: str, namespace: str, prom_url: str, port: int, workdir: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``songbird run`` as a user would start it, stopped with SIGTERM (then SIGKILL) on the way out."""
     log = workdir / "controller.log"
@@ -273,8 +457,8 @@ def _controller(
                 "-m",
                 "controller.cli",
                 "run",
-                f"--kubeconfig={kube.kubeconfig_path}",
-                f"--namespaces={scenarios.NAMESPACE}",
+                f"--kubeconfig={kubeconfig}",
+                f"--namespaces={namespace}",
                 f"--prometheus-url={prom_url}",
                 f"--metrics-address=127.0.0.1:{port}",
                 "--no-leader-election",
@@ -319,8 +503,8 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return ""
 
 
-def _state(kube: KubeEmulator) -> RolloutState:
-    cm = kube.get("ConfigMap", scenarios.NAMESPACE, scenarios.POLICY_NAME) or {}
+def _state(plane: _Plane) -> RolloutState:
+    cm = plane.configmap() or {}
     raw = ((cm.get("metadata") or {}).get("annotations") or {}).get(scenarios.STATUS_ANNOTATION)
     if not raw:
         return RolloutState(reason="waiting for the controller")
@@ -330,12 +514,12 @@ def _state(kube: KubeEmulator) -> RolloutState:
         return RolloutState(reason=f"unreadable status: {exc}")
 
 
-def _sample(t: float, kube: KubeEmulator, nginx: NginxServer, report: LoadReport) -> Sample:
-    state = _state(kube)
+def _sample(t: float, plane: _Plane, report: LoadReport) -> Sample:
+    state = _state(plane)
     verdicts: dict[str, str] = {}
     if state.history:
         verdicts = {r.name: r.verdict.value for r in state.history[-1].results}
-    model = nginx.model
+    model = plane.model()
     route = model.route(scenarios.HOST) if model is not None else None
     nginx_weight: float | None = None
     header = False
@@ -384,18 +568,18 @@ _BUCKET = "nginx_ingress_controller_request_duration_seconds_bucket"
 _5XX = ',status=~"5.."'
 
 
-def _union(version: str, metric: str, extra: str = "") -> str:
-    ingress = f'ingress="{scenarios.MAIN_INGRESS}"'
+def _union(namespace: str, version: str, metric: str, extra: str = "") -> str:
+    ingress = f'namespace="{namespace}",ingress="{scenarios.MAIN_INGRESS}"'
     return " or ".join(
         f"rate({metric}{{{ingress},{labels}{extra}}}[10s])" for labels in _VERSION_LABELS[version]
     )
 
 
-def _queries(version: str) -> dict[str, str]:
+def _queries(namespace: str, version: str) -> dict[str, str]:
     requests, errors, buckets = (
-        _union(version, _REQUESTS),
-        _union(version, _REQUESTS, _5XX),
-        _union(version, _BUCKET),
+        _union(namespace, version, _REQUESTS),
+        _union(namespace, version, _REQUESTS, _5XX),
+        _union(namespace, version, _BUCKET),
     )
     return {
         # "or 0 * ...": a version without any 5xx yet has an error rate of 0, not no value.
@@ -405,11 +589,11 @@ def _queries(version: str) -> dict[str, str]:
     }
 
 
-def _series(prom: PrometheusServer, t0: float, end: float) -> list[Series]:
+def _series(prom: PrometheusApi, namespace: str, t0: float, end: float) -> list[Series]:
     """Error rate and latency per version as Prometheus recorded them, seconds since ``t0``."""
     out: list[Series] = []
     for version in _VERSION_LABELS:
-        for name, query in _queries(version).items():
+        for name, query in _queries(namespace, version).items():
             data: Any = prom.api(
                 "query_range", {"query": query, "start": repr(t0), "end": repr(end), "step": "1"}
             )

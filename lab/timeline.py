@@ -106,6 +106,7 @@ class Timeline:
     reason: str = ""  # the decision that ended the rollout
     final_reason: str = ""  # the status reason when the run ended
     duration: float = 0.0  # seconds from the policy being applied to the outcome
+    seed: int = 0  # the backends' draws (0: not the lab's backends, e.g. a real cluster)
 
     # -- measurements ----------------------------------------------------------------------------------
 
@@ -185,6 +186,7 @@ class Timeline:
             reason=data.get("reason", ""),
             final_reason=data.get("final_reason", ""),
             duration=data.get("duration", 0.0),
+            seed=data.get("seed", 0),
         )
 
 
