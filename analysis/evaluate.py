@@ -10,8 +10,13 @@ Their counts come from a window reaching back to the previous evaluation, so win
 every request is counted once (the comparison's validity condition), whatever the tick timing.
 Custom metrics are judged against their ``max``/``min`` over ``analysis.window`` (`analysis.threshold`).
 
+Before the first step the controller calls `PrometheusEvaluator.history` once: the stable's counts over
+the last ``HISTORY_WINDOW`` become part of the evidence, and `analysis.compare` runs a one-sample
+comparison of the canary against them beside the canary-vs-stable one.
+
 Sparse rule: when neither version has produced enough bad events for a comparison (fewer than
-``SPARSE_EVENTS`` over the whole rollout), the ratio test has nothing to work with and would keep a
+``SPARSE_EVENTS`` over the whole rollout, the stable's history included when the controller read it),
+the ratio test has nothing to work with and would keep a
 flawless canary waiting forever. Then the metric passes once the canary has served ``minRequests`` with a
 bad share no higher than the stable's, and its ceiling (if any) is certified. The bad-event evidence keeps
 running, so a canary that starts failing later is still rolled back.
@@ -36,6 +41,7 @@ from config.policy import BUILTIN_METRICS, MetricSpec, Policy
 
 SPARSE_EVENTS = 5.0
 FORECAST_WINDOW = 300.0  # stable traffic looked at before a rollout, for the forecast
+HISTORY_WINDOW = 6 * 3600.0  # stable traffic read before a rollout, for the one-sample comparison
 MAX_EVIDENCE_WINDOW = 600.0  # after a long gap, older traffic is not worth a slower query
 
 Evaluation = tuple[tuple[MetricResult, ...], dict[str, dict[str, float]]]
@@ -67,7 +73,8 @@ def _sparse(result: MetricResult, metric: MetricSpec, min_requests: int) -> Metr
     f = result.figures
     n_c, x_c = float(f.get("canary_total_sum", 0.0)), float(f.get("canary_bad_sum", 0.0))
     n_s, x_s = float(f.get("stable_total_sum", 0.0)), float(f.get("stable_bad_sum", 0.0))
-    if x_c + x_s >= SPARSE_EVENTS or n_c < max(min_requests, 1):
+    x_h = float(f.get("history_bad", 0.0))
+    if x_c + x_s + x_h >= SPARSE_EVENTS or n_c < max(min_requests, 1):
         return result
     if n_s > 0 and x_c / n_c > x_s / n_s and x_c > 0:
         return result
@@ -224,6 +231,34 @@ class PrometheusEvaluator:
         specs = {m.name: m for m in policy.analysis.metrics}
         items = forecast(policy, rate=rate, shares=shares, ceilings={n: ceiling(specs[n]) for n in shares})
         return describe(policy, items, rate=rate)
+
+    def history(
+        self, policy: Policy, namespace: str, state: RolloutState, now: float
+    ) -> dict[str, dict[str, float]]:
+        """The stable's counts over the last ``HISTORY_WINDOW`` before the first step, per built-in metric,
+        as the evidence entries the judge reads (`analysis.compare`: ``history:total``, ``history:bad``,
+        ``history:seconds``). Called once when a rollout starts; its result is merged into the state's
+        evidence, so it is persisted with it and a restart keeps it. Metrics that cannot be observed, or
+        that show no stable traffic, get no entry: the judge then compares with the stable's concurrent
+        counts alone, as without history.
+        """
+        source = self._source(policy)
+        if source is None:
+            return {}
+        try:
+            target = _target(policy, namespace, state)
+        except PolicyError:
+            return {}
+        seen = observe(_only(policy, builtin=True), source, target, at=now, window=HISTORY_WINDOW)
+        return {
+            o.name: {
+                compare.HISTORY_TOTAL: o.counts.stable_total,
+                compare.HISTORY_BAD: o.counts.stable_bad,
+                compare.HISTORY_SECONDS: HISTORY_WINDOW,
+            }
+            for o in seen
+            if o.error is None and o.counts is not None and o.counts.stable_total > 0
+        }
 
     def close(self) -> None:
         for source in self._sources.values():

@@ -40,9 +40,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 
 # Alternatives of the rollback mixture (canary/stable ratios); only those above the tolerance are used.
 ROLLBACK_RATIOS: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+# Prior weights of the one-sample rollback alternatives (`analysis.compare`): more on the small ratios,
+# whose evidence grows slowly (a weight w costs ln(1/w) nats, paid in canary requests at the rate KL of
+# the alternative), less on the large ones, which a few bad events decide anyway.
+ROLLBACK_WEIGHTS: dict[float, float] = {
+    1.5: 0.15,
+    2.0: 0.25,
+    3.0: 0.2,
+    5.0: 0.15,
+    10.0: 0.13,
+    20.0: 0.07,
+    50.0: 0.05,
+}
 # Alternatives of the promotion mixture; only those below badRatio are used.
 PROMOTION_RATIOS: tuple[float, ...] = (0.5, 1.0, 1.5)
 # Ceiling alternatives, as multiples of p_max (kept only while below 1).
@@ -163,9 +176,30 @@ def log_mean_exp(values: Iterable[float]) -> float:
     return top + math.log(sum(math.exp(v - top) for v in vs) / len(vs))
 
 
-def log_evidence(sums: Mapping[str, float], prefix: str, alternatives: Sequence[float]) -> float:
-    """ln E for the mixture with equal weights over ``alternatives``; a missing key counts as 0 (E = 1)."""
-    return log_mean_exp(sums.get(key(prefix, a), 0.0) for a in alternatives)
+def log_evidence(
+    sums: Mapping[str, float],
+    prefix: str,
+    alternatives: Sequence[float],
+    weights: Mapping[float, float] | None = None,
+) -> float:
+    """ln E for the mixture over ``alternatives``; a missing key counts as 0 (E = 1).
+
+    Equal weights by default; ``weights`` (alternative -> weight) are renormalised over ``alternatives``,
+    so a grid cut by the null's side keeps a proper mixture.
+    """
+    if weights is None:
+        return log_mean_exp(sums.get(key(prefix, a), 0.0) for a in alternatives)
+    w = [weights.get(a, 0.0) for a in alternatives]
+    total = sum(w)
+    if total <= 0:
+        raise ValueError("the alternatives have no weight")
+    logs = [
+        sums.get(key(prefix, a), 0.0) + math.log(wi / total)
+        for a, wi in zip(alternatives, w, strict=True)
+        if wi > 0
+    ]
+    top = max(logs)
+    return top + math.log(sum(math.exp(v - top) for v in logs))
 
 
 def evidence(log_e: float) -> float:
@@ -181,6 +215,35 @@ def kl_bernoulli(a: float, b: float) -> float:
     if a < 1:
         out += (1 - a) * math.log((1 - a) / (1 - b))
     return out
+
+
+@lru_cache(maxsize=4096)
+def share_bound(n: float, x: float, delta: float, *, upper: bool) -> float:
+    """Chernoff (KL) confidence bound on a binomial share from ``x`` bad events in ``n`` requests.
+
+    The upper bound is the largest q >= x/n with n KL(x/n || q) <= ln(1/delta), the lower bound the smallest
+    q <= x/n with the same property; by the Chernoff-Hoeffding inequality the true share lies above the
+    upper bound (below the lower bound) with probability at most delta. Without requests the bounds are 1
+    and 0: nothing is known.
+    """
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta:g}")
+    n = usable(n)
+    if n == 0:
+        return 1.0 if upper else 0.0
+    share = min(usable(x), n) / n
+    level = math.log(1 / delta) / n
+    lo, hi = (share, 1.0) if upper else (0.0, share)
+    if (upper and share >= 1) or (not upper and share <= 0):
+        return share
+    for _ in range(64):
+        mid = (lo + hi) / 2
+        inside = kl_bernoulli(share, mid) <= level
+        if upper:
+            lo, hi = (mid, hi) if inside else (lo, mid)
+        else:
+            lo, hi = (lo, mid) if inside else (mid, hi)
+    return hi if upper else lo
 
 
 def certification_requests(*, p0: float, bad_ratio: float, beta: float) -> float:

@@ -2,7 +2,8 @@
 and evidence out. Covers the multi-metric mean rule (rollback when the mean of the metrics' evidence
 reaches 1/alpha although none reaches K/alpha alone), the sparse rule (no bad events on either side: pass
 once minRequests are served under the ceiling), an unobservable metric as ERROR without touching the
-others' evidence, and evidence carried from one evaluation to the next through the state."""
+others' evidence, evidence carried from one evaluation to the next through the state, and the stable's
+pre-rollout history taking the sparse rule's place when it holds bad events."""
 
 from __future__ import annotations
 
@@ -85,3 +86,28 @@ def test_unobservable_metric_is_an_error_and_leaves_the_others_alone() -> None:
     assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE, Verdict.ERROR]
     assert results[1].reason == "Prometheus at http://p:9090 did not answer"
     assert "latency" not in evidence and evidence["error-rate"]["canary:total"] == 100
+
+
+def test_the_stable_history_replaces_the_sparse_rule() -> None:
+    policy = load_policy_yaml("""
+ingress: nginx
+canary: {deployment: v2, service: v2}
+steps: [50]
+analysis: {minRequests: 100, metrics: [{name: error-rate}]}
+""")
+    clean = (seen("error-rate", (200, 0), (200, 0)),)
+    # no history, no bad events on either side: the sparse rule passes on minRequests
+    results, _ = judge(policy, RolloutState(), clean, ())
+    assert results[0].verdict is Verdict.PASS and results[0].figures["sparse"]
+    # six hours of stable history with 1,080 errors in 216,000 requests: 200 clean canary requests are
+    # not yet evidence that the canary is below twice that share; 3,000 are
+    history = {"history:total": 216_000.0, "history:bad": 1_080.0, "history:seconds": 21_600.0}
+    state = RolloutState(evidence={"error-rate": dict(history)})
+    verdicts = []
+    for _ in range(15):
+        results, evidence = judge(policy, state, clean, ())
+        state = replace(state, evidence=evidence)
+        verdicts.append(results[0].verdict)
+    assert verdicts[0] is Verdict.INCONCLUSIVE and verdicts[-1] is Verdict.PASS
+    assert "sparse" not in results[0].figures and results[0].figures["e_good"] >= 20
+    assert state.evidence["error-rate"]["history:bad"] == 1_080.0  # kept in the state as read
