@@ -1,14 +1,17 @@
 """Decision-quality benchmark: how often each rollout rule rolls back a healthy canary, how fast it catches a
 bad one, and how many failed requests the canary serves meanwhile.
 
-    python -m bench.decision_quality [--quick|--full] [--runs N] [--seed S] [--out DIR]
+    python -m bench.decision_quality [--quick|--full] [--runs N] [--seed S] [--jobs J] [--out DIR]
 
 For each traffic level (0.2, 1, 10, 50, 500 req/s) it simulates (`bench.simulate`) healthy canaries
-(0.5% and 0.8% errors like the stable, a shared outage, and traffic nuisances: diurnal rate, counter
-resets, missed scrapes, zero-traffic gaps) and regressions (canary error ratio 2, 4, 10, 40 over a 0.5%
-stable), judged by Songbird's own judge (`analysis.compare`, the controller's code path), emulations of
-Flagger's and Argo Rollouts' rules, and Wald's SPRT as an oracle that knows p0 and p1 (per request, and
-at the 15 s cadence). It prints one table per traffic level, checks the targets below, and writes
+(0.5% and 0.8% errors like the stable, a shared outage, a stable whose error share rose by half when the
+rollout started, and traffic nuisances: diurnal rate, counter resets, missed scrapes, zero-traffic gaps)
+and regressions (canary error ratio 2, 4, 10, 40 over a 0.5% stable). Each run starts with six hours of
+the stable's counts, as the controller reads them before the first step. The runs are judged by
+Songbird through the controller's own code path (`analysis.evaluate.judge` and `analysis.decision.decide`
+with one rollout state per run, `bench.methods.Songbird`), emulations of Flagger's and Argo Rollouts'
+rules, and Wald's SPRT as an oracle that knows p0 and p1 (per request, and at the 15 s cadence). It
+prints one table per traffic level, checks the targets below, and writes
 ``decision_quality.md``, ``.json`` and ``.png`` (failed requests served against regression size) to --out.
 
 Targets: false rollback <= 1% in every healthy scenario; at >= 10 req/s detection >= 99.5% for ratio >= 2,
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,7 +38,7 @@ import numpy as np
 
 from analysis.compare import CompareParams
 from bench import methods as mt
-from bench.simulate import Outage, Scenario, Schedule, Traffic
+from bench.simulate import Outage, Scenario, Schedule, Traffic, history
 
 RATES = (0.2, 1.0, 10.0, 50.0, 500.0)
 RATIOS = (2.0, 4.0, 10.0, 40.0)
@@ -53,6 +57,7 @@ def healthy_scenarios(rate: float) -> list[Scenario]:
             p_stable=P0,
             outage=Outage(start=90.0, end=210.0, share=0.1),
         ),
+        Scenario(name="stable drift", rate=rate, p_stable=0.0075, stable_drift=1.5),
         Scenario(
             name="nuisances",
             rate=rate,
@@ -74,7 +79,7 @@ MethodFactory = Callable[[int, Schedule, Scenario], mt.Method]
 
 def method_factories(params: CompareParams) -> dict[str, MethodFactory]:
     return {
-        "Songbird": lambda runs, s, sc: mt.Songbird(runs, s, params=params),
+        "Songbird": lambda runs, s, sc: mt.Songbird(runs, s),
         "Flagger": lambda runs, s, sc: mt.Flagger(runs, s, threshold=5),
         "Argo limit 0": lambda runs, s, sc: mt.Argo(runs, s, failure_limit=0),
         "Argo limit 3": lambda runs, s, sc: mt.Argo(runs, s, failure_limit=3),
@@ -85,6 +90,7 @@ def method_factories(params: CompareParams) -> dict[str, MethodFactory]:
 def simulate(method: mt.Method, scenario: Scenario, schedule: Schedule, seed: Sequence[int]) -> np.ndarray:
     """Drive one method over ``method.runs`` runs; returns the failed canary requests served per run."""
     traffic = Traffic(scenario, method.runs, np.random.default_rng(list(seed)))
+    method.start(history(scenario, method.runs, np.random.default_rng([*seed, 7])))
     failed = np.zeros(method.runs)
     for _ in range(schedule.windows):
         active = method.outcome == mt.ACTIVE
@@ -141,35 +147,63 @@ def per_request_oracle(
     return summarize(outcome, np.where(decided, times, np.nan), result.failed, schedule)
 
 
+def rate_cells(runs: int, seed: int, ri: int, rate: float) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Every cell of one traffic level (seeded by its position, so the split over processes changes
+    nothing), with the seconds each method took."""
+    schedule = Schedule()
+    factories = method_factories(CompareParams())
+    cells: list[dict[str, Any]] = []
+    timings: dict[str, float] = {}
+    scenarios = healthy_scenarios(rate) + regression_scenarios(rate)
+    for si, scenario in enumerate(scenarios):
+        for mi, (label, factory) in enumerate(factories.items()):
+            method = factory(runs, schedule, scenario)
+            started = time.perf_counter()
+            failed = simulate(method, scenario, schedule, (seed, ri, si, mi))
+            timings[label] = timings.get(label, 0.0) + time.perf_counter() - started
+            stats = summarize(method.outcome, method.time, failed, schedule)
+            if isinstance(method, mt.Songbird):
+                stats["evaluations"] = method.judged
+            cells.append({"rate": rate, "scenario": scenario.name, "method": label, **stats})
+        if scenario.outage is None and scenario.reset_prob == 0 and not scenario.diurnal:
+            started = time.perf_counter()
+            stats = per_request_oracle(scenario, schedule, runs, (seed, ri, si, 99))
+            timings["SPRT per request"] = timings.get("SPRT per request", 0.0) + time.perf_counter() - started
+            cells.append({"rate": rate, "scenario": scenario.name, "method": "SPRT per request", **stats})
+    return cells, timings
+
+
+def _rate_cells(args: tuple[int, int, int, float]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    return rate_cells(*args)
+
+
 def run_all(
-    runs: int, seed: int, *, rates: Sequence[float] = RATES, log: Callable[[str], None] = print
+    runs: int,
+    seed: int,
+    *,
+    rates: Sequence[float] = RATES,
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     schedule = Schedule()
     params = CompareParams()
-    factories = method_factories(params)
     cells: list[dict[str, Any]] = []
     timings: dict[str, float] = {}
-    for ri, rate in enumerate(rates):
-        scenarios = healthy_scenarios(rate) + regression_scenarios(rate)
-        for si, scenario in enumerate(scenarios):
-            for mi, (label, factory) in enumerate(factories.items()):
-                method = factory(runs, schedule, scenario)
-                started = time.perf_counter()
-                failed = simulate(method, scenario, schedule, (seed, ri, si, mi))
-                timings[label] = timings.get(label, 0.0) + time.perf_counter() - started
-                stats = summarize(method.outcome, method.time, failed, schedule)
-                if isinstance(method, mt.Songbird):
-                    stats["judge_calls"] = method.judged
-                cells.append({"rate": rate, "scenario": scenario.name, "method": label, **stats})
-            if scenario.outage is None and scenario.reset_prob == 0 and not scenario.diurnal:
-                started = time.perf_counter()
-                stats = per_request_oracle(scenario, schedule, runs, (seed, ri, si, 99))
-                timings["SPRT per request"] = (
-                    timings.get("SPRT per request", 0.0) + time.perf_counter() - started
-                )
-                cells.append({"rate": rate, "scenario": scenario.name, "method": "SPRT per request", **stats})
-        log(f"  {rate:g} req/s done ({sum(timings.values()):.0f} s so far)")
-    calls = sum(c.get("judge_calls", 0) for c in cells)
+    tasks = [(runs, seed, ri, rate) for ri, rate in enumerate(rates)]
+    if jobs > 1:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            done = pool.imap(_rate_cells, tasks)
+            outputs = list(done)
+    else:
+        outputs = []
+        for task in tasks:
+            outputs.append(_rate_cells(task))
+            log(f"  {task[3]:g} req/s done ({sum(sum(o[1].values()) for o in outputs):.0f} s so far)")
+    for rate_cells_, rate_timings in outputs:
+        cells += rate_cells_
+        for label, seconds in rate_timings.items():
+            timings[label] = timings.get(label, 0.0) + seconds
+    calls = sum(c.get("evaluations", 0) for c in cells)
     return {
         "runs": runs,
         "seed": seed,
@@ -177,8 +211,8 @@ def run_all(
         "params": asdict(params),
         "cells": cells,
         "seconds": timings,
-        "judge_calls": calls,
-        "judge_us_per_call": 1e6 * timings.get("Songbird", 0.0) / calls if calls else None,
+        "evaluations": calls,
+        "us_per_evaluation": 1e6 * timings.get("Songbird", 0.0) / calls if calls else None,
     }
 
 
@@ -266,7 +300,7 @@ def targets(report: dict[str, Any], beta: float) -> list[dict[str, Any]]:
         (
             c
             for c in report["cells"]
-            if c["method"] == "Songbird" and c["scenario"].startswith(("healthy", "shared", "nuis"))
+            if c["method"] == "Songbird" and c["scenario"].startswith(("healthy", "shared", "stable", "nuis"))
         ),
         key=lambda c: c["rollback"],
     )
@@ -367,8 +401,15 @@ def render(report: dict[str, Any]) -> str:
         f"- {'holds' if t['holds'] else 'DOES NOT HOLD'}: {t['target']} ({t['detail']})"
         for t in report["targets"]
     ]
-    us = report.get("judge_us_per_call")
-    parts += ["", f"Songbird judge: {report['judge_calls']} calls, {_num(us)} us per call (pure Python)."]
+    us = report.get("us_per_evaluation")
+    songbird_runs = report["runs"] * sum(1 for c in report["cells"] if c["method"] == "Songbird")
+    per_run = 1e3 * report["seconds"].get("Songbird", 0.0) / max(songbird_runs, 1)
+    parts += [
+        "",
+        f"Songbird: {report['evaluations']} evaluations (one run, one window: `judge` for both metrics, then "
+        f"`decide`), {_num(us)} us each in pure Python, {_num(per_run)} ms per simulated rollout; "
+        f"wall time {report['wall_seconds']:.0f} s.",
+    ]
     return "\n".join(parts) + "\n"
 
 
@@ -381,12 +422,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, help="runs per cell (overrides the mode)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="processes, one traffic level each (same figures)"
+    )
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     args = parser.parse_args(argv)
     runs = args.runs or (FULL_RUNS if args.full else QUICK_RUNS)
     started = time.perf_counter()
     print(f"decision quality: {runs} runs per cell, seed {args.seed}")
-    report = run_all(runs, args.seed)
+    report = run_all(runs, args.seed, jobs=args.jobs)
     report["targets"] = targets(report, CompareParams().beta)
     report["wall_seconds"] = time.perf_counter() - started
     text = render(report)

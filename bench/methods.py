@@ -1,10 +1,10 @@
 """The rollout rules compared by the decision-quality benchmark, each driving many simulated runs at once.
 
-* `Songbird`: the controller's own judge, `analysis.compare.judge_metric` per metric (5xx and slow
-  requests) per 15 s window, `analysis.compare.combine` across metrics, and the step logic of
-  `analysis.decision`: steps advance on time unless a metric FAILs or the stable is failing too (shared
-  outage: hold); a decisive FAIL rolls back at once; after the last step promotion needs every metric to
-  PASS, waiting at most ``maxWait``, then ``onInconclusive: pause``.
+* `Songbird`: the controller's own code path, `analysis.evaluate.judge` (per-metric comparison, sparse
+  rule, mean rule) and `analysis.decision.decide` (the state machine), per run with its own
+  `RolloutState`: steps advance on time unless a metric FAILs or the stable is failing too; a decisive
+  FAIL rolls back at once; after the last step promotion needs every metric to PASS, waiting at most
+  ``maxWait``, then ``onInconclusive: pause``.
 * `Flagger`: every ``interval`` one canary success-rate check over that interval (no data counts as a
   failed check); a failed check holds the weight and increments a counter; rollback when the counter has
   reached ``threshold``, tested on the next tick; promotion after a passing check at the last weight.
@@ -21,16 +21,47 @@ in ``outcome`` (ACTIVE, ROLLBACK, PROMOTE, PAUSED) and ``time`` (seconds into th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analysis.compare import CompareParams, combine, judge_metric
-from analysis.verdict import MetricResult, Verdict, WindowCounts
-from bench.simulate import SCRAPE, Scenario, Schedule, Window
+from analysis.compare import HISTORY_BAD, HISTORY_SECONDS, HISTORY_TOTAL
+from analysis.decision import Action, Facts, decide, evaluation_due
+from analysis.evaluate import judge
+from analysis.observe import MetricObservation
+from analysis.state import Phase, RolloutState
+from analysis.verdict import MetricResult, WindowCounts
+from bench.simulate import SCRAPE, History, Scenario, Schedule, Window
+from config.loader import load_policy_yaml
+from config.policy import Policy
 
 ACTIVE, ROLLBACK, PROMOTE, PAUSED = 0, 1, 2, 3
 TOLERANCE = min(1.0, SCRAPE * 0.05)  # as in analysis.decision
+
+
+BENCH_REPLICAS = 10
+# The adapter's clock: rollout time t runs at EPOCH + t, as the controller's clock is epoch seconds (the
+# state machine reads a zero timestamp as "not set").
+EPOCH = 1_700_000_000.0
+MAX_TRANSITIONS = 4  # as the reconciler
+
+
+def bench_policy(schedule: Schedule, *, min_requests: int = 100) -> Policy:
+    """The policy the benchmark's rollouts run under: the schedule, 15 s evaluations, the two built-in
+    metrics with no ceiling (so that only the comparison decides), and the default compare settings."""
+    steps = ", ".join(f"{w:g}" for w in schedule.steps)
+    return load_policy_yaml(f"""
+ingress: bench
+canary: {{deployment: canary, service: canary}}
+steps: [{steps}]
+interval: {schedule.interval:g}s
+replicas: {{total: {BENCH_REPLICAS}}}
+analysis:
+  cadence: {schedule.cadence:g}s
+  minRequests: {min_requests}
+  metrics: [{{name: error-rate}}, {{name: latency, threshold: 0.25}}]
+  compare: {{maxWait: {schedule.max_wait:g}s, onInconclusive: pause}}
+""")
 
 
 class Method:
@@ -48,6 +79,9 @@ class Method:
         t = self.k * SCRAPE
         return np.full(self.runs, self.schedule.on_time_weight(t))
 
+    def start(self, history: History) -> None:
+        """Before the first window: the stable's counts before the rollout (only Songbird reads them)."""
+
     def observe(self, window: Window, active: np.ndarray) -> None:
         raise NotImplementedError
 
@@ -58,6 +92,17 @@ class Method:
 
 
 class Songbird(Method):
+    """The controller's own decisions: `analysis.evaluate.judge` then `analysis.decision.decide`, per run.
+
+    A thin adapter keeps one `RolloutState` per run and plays the reconciler's part: it starts the rollout
+    at t = 0 (with the stable's pre-rollout counts in the evidence, as the controller reads them before
+    the first step), scales the canary as each decision's target asks (its pods are ready at once), and
+    at the end of every 15 s window, when `evaluation_due` says so, turns the window's counts into the
+    built-in metrics' observations, judges them and decides, taking ``again`` transitions in the same
+    tick. Nothing of the step logic is re-implemented here. A run ends at the first rollback or promotion
+    decision, or when ``onInconclusive: pause`` pauses it after ``maxWait``.
+    """
+
     name = "Songbird"
 
     def __init__(
@@ -65,73 +110,108 @@ class Songbird(Method):
         runs: int,
         schedule: Schedule,
         *,
-        params: CompareParams,
-        metrics: tuple[str, ...] = ("error-rate", "latency"),
+        policy: Policy | None = None,
         min_requests: int = 100,
+        use_history: bool = True,
     ) -> None:
         super().__init__(runs, schedule)
-        self.params = params
-        self.metrics = metrics
-        self.min_requests = min_requests
-        self.sums: list[dict[str, dict[str, float]]] = [{m: {} for m in metrics} for _ in range(runs)]
-        self.step = np.zeros(runs, dtype=np.int64)
-        self.step_start = np.zeros(runs)
-        self.promoted_without_pass = 0
+        self.policy = policy or bench_policy(schedule, min_requests=min_requests)
+        self.use_history = use_history
+        self.states = [RolloutState() for _ in range(runs)]
+        self.canary_replicas = np.zeros(runs, dtype=np.int64)
         self.judged = 0
+        self.decided = 0
+
+    def start(self, history: History) -> None:
+        for i in range(self.runs):
+            evidence: dict[str, dict[str, float]] = {}
+            if self.use_history:
+                seen = {HISTORY_TOTAL: float(history.total[i]), HISTORY_SECONDS: history.seconds}
+                evidence = {
+                    "error-rate": {**seen, HISTORY_BAD: float(history.bad[i])},
+                    "latency": {**seen, HISTORY_BAD: float(history.slow[i])},
+                }
+            self._decide(i, None, EPOCH, evidence=evidence)
 
     def weights(self) -> np.ndarray:
-        return np.array(self.schedule.steps)[self.step] / 100.0
+        return np.array([s.weight for s in self.states]) / 100.0
+
+    def _facts(self, i: int) -> Facts:
+        replicas = int(self.canary_replicas[i])
+        return Facts(
+            canary="canary",
+            stable="stable",
+            canary_service="canary",
+            stable_service="stable",
+            revision="r1",
+            stable_replicas=BENCH_REPLICAS,
+            canary_replicas=replicas,
+            canary_ready=replicas,
+        )
+
+    def _decide(
+        self,
+        i: int,
+        results: tuple[MetricResult, ...] | None,
+        t: float,
+        *,
+        evidence: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        state = self.states[i]
+        for _ in range(MAX_TRANSITIONS):
+            decision = decide(self.policy, state, self._facts(i), results, t)
+            self.decided += 1
+            if evidence is not None and decision.state.phase is Phase.INITIALIZING:
+                decision = replace(decision, state=replace(decision.state, evidence=evidence))
+            if decision.target is not None:
+                self.canary_replicas[i] = decision.target.canary_replicas
+            state = decision.state
+            if decision.action is Action.ROLLBACK:
+                self.finish_one(i, ROLLBACK, t)
+                break
+            if decision.action is Action.PROMOTE:
+                self.finish_one(i, PROMOTE, t)
+                break
+            if state.phase is Phase.PAUSED and "onInconclusive" in state.reason:
+                self.finish_one(i, PAUSED, t)
+                break
+            if not decision.again:
+                break
+            results = None
+        self.states[i] = state
 
     def observe(self, window: Window, active: np.ndarray) -> None:
         self.k += 1
-        t = self.k * SCRAPE
-        s = self.schedule
-        last = len(s.steps) - 1
+        t = EPOCH + self.k * SCRAPE
         columns = {
             "error-rate": (window.canary_bad, window.stable_bad),
             "latency": (window.canary_slow, window.stable_slow),
         }
-        for i in np.flatnonzero(active):
-            results: list[MetricResult] = []
-            for m in self.metrics:
-                bad_c, bad_s = columns[m]
-                counts = WindowCounts(
-                    canary_total=float(window.canary_total[i]),
-                    canary_bad=float(bad_c[i]),
-                    stable_total=float(window.stable_total[i]),
-                    stable_bad=float(bad_s[i]),
+        for run in np.flatnonzero(active):
+            i = int(run)
+            state = self.states[i]
+            results = None
+            if evaluation_due(self.policy, state, t):
+                seen = tuple(
+                    MetricObservation(
+                        name=m.name,
+                        counts=WindowCounts(
+                            canary_total=float(window.canary_total[i]),
+                            canary_bad=float(columns[m.name][0][i]),
+                            stable_total=float(window.stable_total[i]),
+                            stable_bad=float(columns[m.name][1][i]),
+                        ),
+                    )
+                    for m in self.policy.analysis.metrics
                 )
-                result, self.sums[i][m] = judge_metric(
-                    name=m,
-                    counts=counts,
-                    sums=self.sums[i][m],
-                    params=self.params,
-                    ceiling=None,
-                    n_metrics=len(self.metrics),
-                    min_requests=self.min_requests,
-                )
-                results.append(result)
-            self.judged += len(results)
-            verdict = combine(results)
-            if verdict.verdict is Verdict.FAIL and verdict.decisive:
-                self._end(int(i), ROLLBACK, t)
-                continue
-            if any(r.figures.get("shared_outage") for r in results):
-                continue  # paused: the weight holds while the stable is failing too
-            elapsed = t - self.step_start[i]
-            if elapsed < s.interval - TOLERANCE or verdict.verdict in (Verdict.FAIL, Verdict.ERROR):
-                continue
-            if self.step[i] < last:
-                self.step[i] += 1
-                self.step_start[i] = t
-            elif all(r.verdict is Verdict.PASS for r in results):
-                self._end(int(i), PROMOTE, t)
-            elif elapsed - s.interval >= s.max_wait - TOLERANCE:
-                self._end(int(i), PAUSED, t)
+                results, evidence = judge(self.policy, state, seen, ())
+                self.judged += 1
+                self.states[i] = replace(state, evidence=evidence)
+            self._decide(i, results, t)
 
-    def _end(self, i: int, outcome: int, t: float) -> None:
+    def finish_one(self, i: int, outcome: int, t: float) -> None:
         self.outcome[i] = outcome
-        self.time[i] = t
+        self.time[i] = t - EPOCH
 
 
 class _MinuteChecks(Method):

@@ -15,6 +15,11 @@ Prometheus' ``increase()`` does without extrapolation. A missed scrape gives a w
 next successful scrape carries both intervals. Windows never overlap. The canary's failed requests actually
 served (the harm) are kept separately from what was observed.
 
+Before the rollout, the controller reads the stable's counts over a long window (``history_seconds``):
+`history` draws them per run, at the scenario's rate and with the stable's shares divided by
+``stable_drift`` (1: the stable fails during the rollout exactly as it did before it; 1.5: its error share
+rose by half when the rollout started, a stable that is no longer like its history).
+
 Invariants: the same seed gives the same numbers; the simulator holds no wall clock; weights are fractions
 in [0, 1] chosen by the caller for every interval, so methods that hold their weight (Flagger) and methods
 that advance on time can share it.
@@ -57,6 +62,8 @@ class Scenario:
     latency_sigma: float = 0.6
     canary_latency_factor: float = 1.0
     slow_threshold: float = 0.25  # a bucket boundary: requests above it are "slow"
+    history_seconds: float = 6 * 3600.0  # stable traffic read before the rollout (0: none)
+    stable_drift: float = 1.0  # stable error share during the rollout / in its history
 
     @property
     def p_canary(self) -> float:
@@ -106,6 +113,27 @@ def bucket_probabilities(median: float, sigma: float) -> np.ndarray:
 def slow_probability(median: float, sigma: float, threshold: float) -> float:
     """P(latency > threshold) for a log-normal latency."""
     return 0.5 * math.erfc((math.log(threshold) - math.log(median)) / (sigma * math.sqrt(2)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class History:
+    """The stable's counts over ``history_seconds`` before the rollout, per run."""
+
+    seconds: float
+    total: np.ndarray
+    bad: np.ndarray
+    slow: np.ndarray
+
+
+def history(scenario: Scenario, runs: int, rng: np.random.Generator) -> History:
+    """Draw each run's pre-rollout stable counts (zero counts when the scenario has no history)."""
+    s = scenario
+    total = rng.poisson(s.rate * s.history_seconds, runs)
+    bad = rng.binomial(total, min(s.p_stable / s.stable_drift, 1.0))
+    slow = rng.binomial(total, slow_probability(s.latency_median, s.latency_sigma, s.slow_threshold))
+    return History(
+        seconds=s.history_seconds, total=total.astype(float), bad=bad.astype(float), slow=slow.astype(float)
+    )
 
 
 @dataclass(kw_only=True)

@@ -8,8 +8,9 @@ traffic gaps give empty windows; the same seed gives the same numbers; the Flagg
 reproduce the reference table (50 req/s, steps 10% to 50% a minute): Flagger rolls back a 20%-error canary
 at 360 s after about 360 failed requests, catches a 1%-error canary less than half the time and rolls back
 a few percent of healthy 0.8% canaries; Argo with failureLimit 0 rolls back most healthy 0.8% canaries;
-the SPRT oracles stop early and rarely err; and the per-request SPRT serves about the failed requests
-Wald's formula predicts.
+the SPRT oracles stop early and rarely err; the per-request SPRT serves about the failed requests
+Wald's formula predicts; the pre-rollout history has the scenario's rate and shares; and Songbird's runs go
+through the controller's judge and state machine (phases, reasons, weights are the state machine's own).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import numpy as np
 import pytest
 
+from analysis.state import Phase
 from bench import methods as mt
 from bench.decision_quality import simulate
 from bench.simulate import (
@@ -28,6 +30,7 @@ from bench.simulate import (
     Schedule,
     Traffic,
     bucket_probabilities,
+    history,
     increase,
     slow_probability,
 )
@@ -172,3 +175,44 @@ def test_the_sprt_oracles_are_fast_and_rarely_wrong() -> None:
     )
     assert result.rollback.mean() >= 0.99
     assert result.failed[result.rollback].mean() == pytest.approx(2.2, abs=0.4)
+
+
+def test_the_history_has_the_scenario_rate_and_shares() -> None:
+    scenario = Scenario(name="s", rate=10.0, p_stable=0.009, stable_drift=1.5, history_seconds=3600.0)
+    drawn = history(scenario, 2000, np.random.default_rng(4))
+    assert drawn.seconds == 3600.0
+    assert drawn.total.mean() == pytest.approx(36_000, rel=0.001)
+    assert drawn.bad.sum() / drawn.total.sum() == pytest.approx(0.006, rel=0.01)  # 0.9% / 1.5
+    assert drawn.slow.sum() / drawn.total.sum() == pytest.approx(slow_probability(0.08, 0.6, 0.25), rel=0.01)
+
+
+def test_songbird_runs_through_the_controllers_state_machine() -> None:
+    schedule = Schedule()
+    healthy = mt.Songbird(20, schedule)
+    simulate(healthy, Scenario(name="s", rate=500.0), schedule, (1, 2))
+    # every step on time, then promotion: the state machine's own phases and reasons
+    assert (healthy.outcome == mt.PROMOTE).all() and (healthy.time == schedule.nominal).all()
+    for state in healthy.states:
+        assert state.phase is Phase.PROMOTING and state.reason.startswith("promoting: analysis passed at 80%")
+        assert [e.weight for e in state.history][-4:] == [80.0] * 4
+        assert "history:total" in state.evidence["error-rate"]
+    bad = mt.Songbird(20, schedule)
+    simulate(bad, Scenario(name="s", rate=500.0, ratio=40.0), schedule, (1, 3))
+    assert (bad.outcome == mt.ROLLBACK).all() and (bad.time == 15.0).all()
+    for state in bad.states:
+        assert state.phase is Phase.ROLLING_BACK and state.reason.startswith(
+            "error-rate: 5xx ratio canary/stable"
+        )
+
+
+def test_songbird_weights_follow_the_steps_it_decides() -> None:
+    schedule = Schedule()
+    method = mt.Songbird(5, schedule)
+    traffic = Traffic(Scenario(name="s", rate=50.0), 5, np.random.default_rng(8))
+    method.start(history(Scenario(name="s", rate=50.0), 5, np.random.default_rng(9)))
+    seen = []
+    for _ in range(12):
+        weights = method.weights()
+        seen.append(float(weights[0]))
+        method.observe(traffic.window(weights), method.outcome == mt.ACTIVE)
+    assert seen == [0.1] * 4 + [0.2] * 4 + [0.4] * 4
