@@ -25,7 +25,7 @@ from lab.model import RoutingModel
 from lab.nginx import NginxServer
 from lab.replicas import ReplicaSupervisor
 from lab.sync import DataPlaneSync
-from tests.lab.objects import PREFIX, canary, deployment, main, service
+from tests.lab.objects import HOST, PREFIX, canary, deployment, main, service
 from tests.lab.test_nginx_routing import send, versions
 
 Obj = dict[str, Any]
@@ -133,7 +133,10 @@ def test_running_thread_applies_a_weight_change(
         changed_at = time.monotonic()
         while True:
             try:
-                if versions(send(nginx, 1)) == Counter({"v2": 1}):
+                # The change is in force once nginx's model has it: `NginxServer.apply` sets the model only
+                # after the old workers exited. Before that, a new connection may still land on an old worker
+                # and keep its old weight, even after another one was answered by v2.
+                if versions(send(nginx, 1)) == Counter({"v2": 1}) and _canary_weight(nginx) == 100:
                     break
             except http.client.RemoteDisconnected:
                 # The reload's old worker closed a connection it had accepted but not read from: an HTTP
@@ -142,6 +145,11 @@ def test_running_thread_applies_a_weight_change(
             assert time.monotonic() - changed_at < 5, sync.last_error
             time.sleep(0.05)
         assert versions(send(nginx, 100)) == Counter({"v2": 100})
+
+
+def _canary_weight(nginx: NginxServer) -> int | None:
+    route = nginx.model.route(HOST) if nginx.model is not None else None
+    return route.canary.weight if route is not None and route.canary is not None else None
 
 
 def test_profile_annotation_and_deletion(
