@@ -4,6 +4,9 @@
 (`lab.apiserver`) holding the scenario (`lab.scenarios`), the data plane below, a real Prometheus
 (`lab.prometheus`) scraping nginx and the controller, the real controller as a `songbird run` process, and
 the load; `lab.timeline` measures what happened and `lab.report` writes timeline.json and report.png.
+With ``--kubeconfig`` the same rollout, load and timeline run on a real cluster's seed objects instead, read
+and written through `lab.cluster` (the lab's only use of the ``kubernetes`` client). `lab.odds` simulates
+many runs with the controller's own judge: the chances behind the lab's policy and rates (`lab.scenarios`).
 
 The data plane, a real nginx playing ingress-nginx; pieces, each usable alone:
 
