@@ -46,6 +46,12 @@ class Evaluator(Protocol):
         """Before a rollout: how long promotion evidence should take at the observed traffic."""
         ...
 
+    def history(
+        self, policy: Policy, namespace: str, state: RolloutState, now: float
+    ) -> dict[str, dict[str, float]]:
+        """Before a rollout: the stable's counts over the last hours, as evidence entries for the judge."""
+        ...
+
 
 class Observer(Protocol):
     """Receives what a tick did (the controller's own /metrics)."""
@@ -130,7 +136,11 @@ class Reconciler:
                 if decision.state.phase is Phase.INITIALIZING and state.phase is not Phase.INITIALIZING:
                     said = self.evaluator.forecast(policy, namespace, decision.state, now)
                     log.info("forecast", rollout=f"{namespace}/{name}", forecast=said)
-                    decision = replace(decision, state=replace(decision.state, forecast=said))
+                    seen = self.evaluator.history(policy, namespace, decision.state, now)
+                    evidence = {**decision.state.evidence, **seen}
+                    decision = replace(
+                        decision, state=replace(decision.state, forecast=said, evidence=evidence)
+                    )
                 self._act(policy, namespace, name, observed, decision.target)
                 self._record(configmap, namespace, name, state, decision, evaluated=results is not None)
                 decisions.append(decision)
