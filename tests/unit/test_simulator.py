@@ -10,7 +10,8 @@ at 360 s after about 360 failed requests, catches a 1%-error canary less than ha
 a few percent of healthy 0.8% canaries; Argo with failureLimit 0 rolls back most healthy 0.8% canaries;
 the SPRT oracles stop early and rarely err; the per-request SPRT serves about the failed requests
 Wald's formula predicts; the pre-rollout history has the scenario's rate and shares; and Songbird's runs go
-through the controller's judge and state machine (phases, reasons, weights are the state machine's own).
+through the controller's judge and state machine (phases, reasons, weights are the state machine's own);
+and the fixed-horizon bound the report cites matches a hand computation.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 
 from analysis.state import Phase
 from bench import methods as mt
-from bench.decision_quality import simulate
+from bench.decision_quality import canary_requests_by, fixed_horizon_power, simulate
 from bench.simulate import (
     BUCKETS,
     Outage,
@@ -216,3 +217,17 @@ def test_songbird_weights_follow_the_steps_it_decides() -> None:
         seen.append(float(weights[0]))
         method.observe(traffic.window(weights), method.outcome == mt.ACTIVE)
     assert seen == [0.1] * 4 + [0.2] * 4 + [0.4] * 4
+
+
+def test_the_fixed_horizon_bound_matches_a_hand_computation() -> None:
+    schedule = Schedule()
+    # 10 req/s: 60 s each at 10, 20, 40, 60, 80% then 600 s at 80% = 1,260 + 4,800 canary requests
+    assert canary_requests_by(schedule, 10.0, 900.0) == pytest.approx(6060.0)
+    # 0.2 req/s for 10 minutes: 25.2 + 48 = 73.2 canary requests, 0.366 bad events expected at p0 = 0.5%;
+    # P(X >= 3) = 0.0055 <= 1% < P(X >= 2), so the test needs 3 bad events; at ratio 10 the mean is 3.66
+    lam = 73.2 * 0.05
+    power = 1 - math.exp(-lam) * (1 + lam + lam**2 / 2)
+    assert fixed_horizon_power(schedule, rate=0.2, seconds=600.0, ratio=10.0) == pytest.approx(
+        power, rel=1e-9
+    )
+    assert 0.70 < power < 0.71  # the 10-minute target of 99% is out of reach for any rule
