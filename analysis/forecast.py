@@ -3,7 +3,9 @@
 Pure. From the stable's request rate and bad-event share (measured before any traffic moves) and the
 policy's schedule, it walks the steps, accumulating the canary requests each step would see, until the
 promotion evidence is expected to be reached:
-- canary-vs-stable: about ln(1/beta) / KL(p0 || badRatio p0) canary requests (`analysis.evidence`);
+- canary-vs-stable: about ln(1/beta) / KL(p0 || badRatio p0) canary requests (`analysis.evidence`): the
+  pace of the one-sample comparison with the stable's pre-rollout history (`analysis.compare`); without
+  that history the comparison with the stable's concurrent windows alone is slower at high weights;
 - with a ceiling (the metric's ``max``), also ln(1/beta) / KL(p0 || ceiling);
 - when the stable shows no bad events at all there is nothing to compare, and the ceiling (or
   ``minRequests``) decides, as the judge's sparse rule does.
