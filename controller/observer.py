@@ -66,8 +66,10 @@ class MetricsObserver:
                 and previous.step >= 0
                 and (
                     state.step != previous.step
-                    or (state.phase in (Phase.PROMOTING, Phase.ROLLING_BACK)
-                    and previous.phase in (Phase.PROGRESSING, Phase.PAUSED))
+                    or (
+                        state.phase in (Phase.PROMOTING, Phase.ROLLING_BACK)
+                        and previous.phase in (Phase.PROGRESSING, Phase.PAUSED)
+                    )
                 )
             )
             if ended and previous.step_started_at is not None and state.updated_at is not None:
