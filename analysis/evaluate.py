@@ -28,9 +28,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from analysis import compare, threshold
+from analysis import compare, history, threshold
 from analysis.forecast import describe, forecast
 from analysis.observe import MetricObservation, observe
+from analysis.params import CompareParams
 from analysis.prometheus import PrometheusSource
 from analysis.queries import IngressTarget
 from analysis.source import MetricsSource
@@ -96,7 +97,7 @@ def judge(
     custom: tuple[MetricObservation, ...],
 ) -> Evaluation:
     """Pure: observations in, verdicts and updated evidence out (in the policy's metric order)."""
-    params = compare.CompareParams.from_policy(policy.analysis.compare)
+    params = CompareParams.from_policy(policy.analysis.compare)
     specs = {m.name: m for m in policy.analysis.metrics}
     n_builtin = max(1, len(builtin))
     evidence = {k: dict(v) for k, v in state.evidence.items()}
@@ -252,9 +253,9 @@ class PrometheusEvaluator:
         seen = observe(_only(policy, builtin=True), source, target, at=now, window=HISTORY_WINDOW)
         return {
             o.name: {
-                compare.HISTORY_TOTAL: o.counts.stable_total,
-                compare.HISTORY_BAD: o.counts.stable_bad,
-                compare.HISTORY_SECONDS: HISTORY_WINDOW,
+                history.HISTORY_TOTAL: o.counts.stable_total,
+                history.HISTORY_BAD: o.counts.stable_bad,
+                history.HISTORY_SECONDS: HISTORY_WINDOW,
             }
             for o in seen
             if o.error is None and o.counts is not None and o.counts.stable_total > 0

@@ -66,11 +66,17 @@ BAD = "bad"
 GOOD = "good"
 CEIL_BAD = "ceil-bad"
 CEIL_GOOD = "ceil-good"
+# Running totals kept beside the log sums (outage windows excluded).
+CANARY_TOTAL = "canary:total"
+CANARY_BAD = "canary:bad"
+STABLE_TOTAL = "stable:total"
+STABLE_BAD = "stable:bad"
 
 # Exponents beyond this are reported as exp(LOG_CAP): far past any threshold, still finite JSON.
 LOG_CAP = 690.0
 
 
+@lru_cache(maxsize=1024)
 def key(prefix: str, value: float) -> str:
     """The state key of one alternative, e.g. ``key("bad", 2.0) == "bad:2"``."""
     return f"{prefix}:{value:g}"
@@ -104,7 +110,8 @@ def window_log_ceiling(p: float, p0: float, *, n: float, x: float) -> float:
     return x * math.log(p / p0) + (n - x) * (math.log1p(-p) - math.log1p(-p0))
 
 
-def rollback_grid(tolerance: float, ratios: Sequence[float] = ROLLBACK_RATIOS) -> tuple[float, ...]:
+@lru_cache(maxsize=256)
+def rollback_grid(tolerance: float, ratios: tuple[float, ...] = ROLLBACK_RATIOS) -> tuple[float, ...]:
     """The rollback alternatives strictly above the tolerated ratio."""
     grid = tuple(r for r in ratios if r > tolerance)
     if not grid:
@@ -112,7 +119,8 @@ def rollback_grid(tolerance: float, ratios: Sequence[float] = ROLLBACK_RATIOS) -
     return grid
 
 
-def promotion_grid(bad_ratio: float, ratios: Sequence[float] = PROMOTION_RATIOS) -> tuple[float, ...]:
+@lru_cache(maxsize=256)
+def promotion_grid(bad_ratio: float, ratios: tuple[float, ...] = PROMOTION_RATIOS) -> tuple[float, ...]:
     """The promotion alternatives strictly below badRatio."""
     grid = tuple(r for r in ratios if r < bad_ratio)
     if not grid:
@@ -120,6 +128,7 @@ def promotion_grid(bad_ratio: float, ratios: Sequence[float] = PROMOTION_RATIOS)
     return grid
 
 
+@lru_cache(maxsize=256)
 def ceiling_grids(p_max: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(alternatives above p_max, alternatives below it) for the one-sample ceiling e-process."""
     if not 0 < p_max < 1:

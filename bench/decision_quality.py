@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis.compare import CompareParams
+from analysis.params import CompareParams
 from bench import methods as mt
 from bench.simulate import Outage, Scenario, Schedule, Traffic, history
 

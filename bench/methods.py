@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analysis.compare import HISTORY_BAD, HISTORY_SECONDS, HISTORY_TOTAL
 from analysis.decision import Action, Facts, decide, evaluation_due
 from analysis.evaluate import judge
+from analysis.history import HISTORY_BAD, HISTORY_SECONDS, HISTORY_TOTAL
 from analysis.observe import MetricObservation
 from analysis.state import Phase, RolloutState
 from analysis.verdict import MetricResult, WindowCounts

@@ -7,9 +7,10 @@ combined evidence on simulated healthy canaries at the tolerance, with enough se
 2 alpha fails the test, beside the power gain over the comparison with the concurrent stable alone; a
 regression decided and a healthy canary certified in fewer windows at high canary weight; a stable whose
 error share rises during the rollout gates the one-sample part instead of blaming a canary that fails like
-it, and a surge that ends leaves the one-sample sums no higher than before it; a low-traffic history takes
-no part in the rollback evidence (the figures are those of the two-sample comparison alone); and the
-history survives a restart with the rest of the evidence.
+it (drifts of 1.5 to 5 times the history, at three canary weights), and a surge that ends leaves the
+one-sample sums no higher than before it; at low traffic the canary's failures count once the stable has
+served enough requests since, and not when the stable then shows the same failure; and the history
+survives a restart with the rest of the evidence.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import numpy as np
 import pytest
 
 from analysis import evidence as ev
-from analysis.compare import (
+from analysis.compare import judge_metric
+from analysis.history import (
     HISTORY_BAD,
     HISTORY_SECONDS,
     HISTORY_TOTAL,
     ONE_BAD,
-    CompareParams,
-    judge_metric,
 )
+from analysis.params import CompareParams
 from analysis.state import RolloutState
 from analysis.verdict import MetricResult, Verdict, WindowCounts
 
@@ -184,13 +185,36 @@ def test_a_surge_on_both_versions_leaves_the_one_sample_sums_where_they_were() -
         assert after[k] <= before[k] + 1e-9
 
 
-def test_a_low_traffic_history_takes_no_part_in_the_rollback_evidence() -> None:
-    counts = [window(3, 1, 12, 0)] * 10
-    with_history, _ = run(counts, history(1.0, 0.005))
-    without, _ = run(counts, {})
-    assert [r.figures["e_bad"] for r in with_history] == [r.figures["e_bad"] for r in without]
-    assert all(r.figures["e_bad_history"] is None for r in with_history)
-    assert with_history[-1].figures["e_good_history"] is not None  # it still serves promotion
+def test_at_low_traffic_canary_failures_count_once_the_stable_has_vouched_for_them() -> None:
+    hist = history(1.0, 0.005)
+    failing = window(8, 2, 4, 0)  # a quarter of the canary's requests fail; 4 stable requests a window
+    waiting, sums = run([failing] * 4, hist)  # 16 stable requests since the first failure: not yet
+    assert all(r.figures["e_bad_history"] == pytest.approx(1.0) for r in waiting)
+    assert all(r.verdict is not Verdict.FAIL for r in waiting)
+    vouched, _ = run([failing] * 2, sums)  # 20 and more: the waiting windows count, all at once
+    assert vouched[0].figures["e_bad_history"] > 1e6
+    assert vouched[0].verdict is Verdict.FAIL
+
+
+@pytest.mark.parametrize("multiple", [1.5, 2.0, 3.0, 5.0])
+@pytest.mark.parametrize(("canary", "stable"), [(600, 150), (375, 375), (150, 600)])
+def test_a_stable_drifting_above_its_history_never_blames_a_canary_failing_like_it(
+    multiple: float, canary: int, stable: int
+) -> None:
+    share = 0.005 * multiple
+    results, _ = run([window(canary, canary * share, stable, stable * share)] * 60, history(50.0, 0.005))
+    assert all(r.verdict is not Verdict.FAIL for r in results)
+    assert max(r.figures["e_bad_history"] for r in results) < 10
+
+
+def test_a_failure_the_stable_shows_later_is_not_blamed_on_the_canary_at_low_traffic() -> None:
+    hist = history(1.0, 0.005)
+    canary_first = [window(8, 2, 4, 0)] * 2  # the canary's requests fail first...
+    stable_next = [window(8, 0, 4, 2)] * 3  # ...then the stable's: a failure hitting both versions
+    calm = [window(8, 0, 8, 0)] * 8
+    results, _ = run(canary_first + stable_next + calm, hist)
+    assert all(r.verdict is not Verdict.FAIL for r in results)
+    assert all(r.figures["e_bad_history"] <= 1.0 for r in results)
 
 
 def test_the_history_survives_a_restart() -> None:
