@@ -11,7 +11,8 @@ a few percent of healthy 0.8% canaries; Argo with failureLimit 0 rolls back most
 the SPRT oracles stop early and rarely err; the per-request SPRT serves about the failed requests
 Wald's formula predicts; the pre-rollout history has the scenario's rate and shares; and Songbird's runs go
 through the controller's judge and state machine (phases, reasons, weights are the state machine's own);
-and the fixed-horizon bound the report cites matches a hand computation.
+the fixed-horizon bound the report cites matches a hand computation, and so does the cost of the policy's
+tolerance and metric count against the 15 s oracle.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 
 from analysis.state import Phase
 from bench import methods as mt
-from bench.decision_quality import canary_requests_by, fixed_horizon_power, simulate
+from bench.decision_quality import canary_requests_by, fixed_horizon_power, simulate, tolerance_cost
 from bench.simulate import (
     BUCKETS,
     Outage,
@@ -231,3 +232,14 @@ def test_the_fixed_horizon_bound_matches_a_hand_computation() -> None:
         power, rel=1e-9
     )
     assert 0.70 < power < 0.71  # the 10-minute target of 99% is out of reach for any rule
+
+
+def test_the_tolerance_cost_matches_a_hand_computation() -> None:
+    # ratio 4 over p0 = 0.5%: KL(2% || 0.6%) = 0.02 ln(10/3) + 0.98 ln(0.98/0.994) = 0.0101786 nats,
+    # KL(2% || 0.5%) = 0.02 ln 4 + 0.98 ln(0.98/0.995) = 0.0128391; ln(200) / 0.0101786 = 520.5 requests
+    # against the oracle's ln(99) / 0.0128391 = 357.9: 1.454 times as many before any mixture is paid for
+    assert tolerance_cost(4.0, tolerance=1.2, metrics=2, alpha=0.01) == pytest.approx(1.4544, abs=5e-4)
+    # without tolerance and with one metric only the thresholds differ: ln(100) / ln(99)
+    assert tolerance_cost(4.0, tolerance=1.0, metrics=1, alpha=0.01) == pytest.approx(
+        math.log(100) / math.log(99), rel=1e-9
+    )
