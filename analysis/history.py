@@ -43,7 +43,8 @@ That last assumption is what the two-sample test does not need, so the one-sampl
   surge shows meanwhile. At 1 req/s a 15 s window holds a handful of stable requests: a failure of 10%
   of all requests often leaves them all clean, and the canary's failures would then look exactly like a
   regression; waiting for the stable's next requests catches the outage there too (measured over 3000
-  benchmark runs at 1 req/s: 0.33% of shared outages rolled back; 1.4% when windows counted at once).
+  benchmark runs at 1 req/s: 0.33% of shared outages rolled back; 1.4% in an earlier measurement, with
+  windows counted at once and the surge rule at 10x).
 Windows are left out on the stable's counts alone, which are independent of the canary's given the rates,
 and the other steps only ever lower the one-sample sums or use a value they had before, so every value
 counted is at most one the plain one-sample process over the counted windows took: the false-rollback
