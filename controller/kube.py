@@ -27,10 +27,8 @@ Invariants:
 from __future__ import annotations
 
 import copy
-import datetime
 import json
 import os
-import secrets
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +44,7 @@ from kubernetes.client.exceptions import ApiException
 
 from config.errors import ClusterError, ClusterUnavailable, Conflict, Forbidden, NotFound
 from config.policy import POLICY_LABEL
+from controller.events import event_body
 from controller.ports import Clock, Kind, Obj, SystemClock
 
 log = structlog.get_logger()
@@ -54,8 +53,6 @@ CallHook = Callable[[str, str, bool, float], None]
 """``on_call(verb, resource, ok, seconds)``: one call per HTTP attempt."""
 
 MERGE_PATCH = "application/merge-patch+json"
-EVENT_COMPONENT = "songbird"
-EVENT_REPORTER = "songbird.dev/controller"
 _RETRYABLE = frozenset({429, 500, 502, 503, 504})
 
 # The client's loaders and ApiClient carry no annotations; they are used through these typed names.
@@ -104,11 +101,6 @@ _EVENT = _Resource(kind="Event", api_version="v1", plural="events")
 
 def _describe(resource: _Resource, namespace: str | None, name: str | None) -> str:
     return f"{resource.kind} {namespace or '*'}/{name or '*'}"
-
-
-def _rfc3339(epoch: float, *, micro: bool = False) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def _status_message(exc: ApiException) -> str:
@@ -304,7 +296,14 @@ class KubeClient:
     def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         """Create a core/v1 Event about ``obj``. Never raises."""
         try:
-            body = self._event_body(obj, reason=reason, message=message, warning=warning)
+            body = event_body(
+                obj,
+                reason=reason,
+                message=message,
+                warning=warning,
+                now=self._clock.now(),
+                instance=self._instance,
+            )
             self._create(_EVENT, body["metadata"]["namespace"], body)
         except Exception as exc:  # best effort by contract: nothing may escape
             self.event_failures += 1
@@ -317,46 +316,6 @@ class KubeClient:
                 name=meta.get("name"),
                 error=str(exc),
             )
-
-    def _event_body(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool) -> Obj:
-        meta = obj.get("metadata") or {}
-        namespace = meta.get("namespace") or "default"
-        involved = {
-            key: value
-            for key, value in (
-                ("apiVersion", obj.get("apiVersion")),
-                ("kind", obj.get("kind")),
-                ("name", meta.get("name")),
-                ("namespace", meta.get("namespace")),
-                ("uid", meta.get("uid")),
-                ("resourceVersion", meta.get("resourceVersion")),
-            )
-            if value
-        }
-        now = self._clock.now()
-        # With eventTime set, core/v1 validation requires reportingComponent, reportingInstance, action
-        # and limits reason/action to 128 and message to 1024 characters
-        # (kubernetes/kubernetes pkg/apis/core/validation/events.go, legacyValidateEvent).
-        return {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": f"{meta.get('name') or 'songbird'}.{secrets.token_hex(8)}",
-                "namespace": namespace,
-            },
-            "involvedObject": involved,
-            "reason": reason[:128],
-            "action": reason[:128],
-            "message": message[:1024],
-            "type": "Warning" if warning else "Normal",
-            "source": {"component": EVENT_COMPONENT},
-            "reportingComponent": EVENT_REPORTER,
-            "reportingInstance": self._instance,
-            "firstTimestamp": _rfc3339(now),
-            "lastTimestamp": _rfc3339(now),
-            "eventTime": _rfc3339(now, micro=True),
-            "count": 1,
-        }
 
     # -- transport --------------------------------------------------------------------------------------
 
@@ -495,23 +454,3 @@ class KubeClient:
             self._on_call(verb, resource.plural, ok, time.monotonic() - began)
         except Exception as exc:  # a broken metrics hook must not break the API call
             log.warning("kube_call_hook_failed", error=str(exc))
-
-
-class CallCounts:
-    """An ``on_call`` hook that keeps counts and total seconds per (verb, resource, ok) in memory."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, str, bool], int] = {}
-        self.seconds: dict[tuple[str, str, bool], float] = {}
-
-    def __call__(self, verb: str, resource: str, ok: bool, seconds: float) -> None:
-        key = (verb, resource, ok)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        self.seconds[key] = self.seconds.get(key, 0.0) + seconds
-
-    def total(self, *, verb: str | None = None, resource: str | None = None, ok: bool | None = None) -> int:
-        return sum(
-            count
-            for (v, r, o), count in self.counts.items()
-            if (verb is None or v == verb) and (resource is None or r == resource) and (ok is None or o == ok)
-        )

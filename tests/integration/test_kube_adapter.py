@@ -25,9 +25,10 @@ import time
 import pytest
 
 from config.errors import ClusterUnavailable, Conflict, Forbidden, NotFound
-from controller.kube import MERGE_PATCH, ApiSettings, CallCounts, KubeClient
+from controller.kube import MERGE_PATCH, ApiSettings, KubeClient
 from controller.ports import Kind
 from tests.support import scenario
+from tests.support.calls import CallCounts
 from tests.support.kube_emulator import KubeEmulator, rbac_rules
 
 FAST = ApiSettings(connect_timeout=1.0, read_timeout=1.0, attempts=3, backoff=0.01, budget=5.0)
