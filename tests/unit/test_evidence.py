@@ -20,6 +20,7 @@ import pytest
 
 from analysis import evidence as ev
 from analysis.state import RolloutState
+from tests.support.rollout_windows import rollout_windows
 
 
 def theta(r: float, n_c: float, n_s: float) -> float:
@@ -150,12 +151,7 @@ def _crossing_rate(ratio: float, *, alpha: float, runs: int, seed: int) -> float
     crossed = 0
     for _ in range(runs):
         sums: dict[str, float] = {}
-        for weight in (0.1, 0.1, 0.2, 0.2, 0.4, 0.4, 0.6, 0.6, 0.8, 0.8) * 3:
-            total = rng.poisson(400)
-            n_c = float(rng.binomial(total, weight))
-            n_s = total - n_c
-            x_c = float(rng.binomial(int(n_c), min(ratio * p0, 1)))
-            x_s = float(rng.binomial(int(n_s), p0))
+        for n_c, x_c, n_s, x_s in rollout_windows(rng, ratio=ratio, p0=p0):
             sums = ev.add_ratio_window(
                 sums,
                 tolerance=1.2,

@@ -31,6 +31,7 @@ from analysis.history import (
 from analysis.params import CompareParams
 from analysis.state import RolloutState
 from analysis.verdict import MetricResult, Verdict, WindowCounts
+from tests.support.rollout_windows import rollout_windows
 
 SIX_HOURS = 6 * 3600.0
 
@@ -112,12 +113,7 @@ def _crossing_rate(ratio: float, *, alpha: float, runs: int, seed: int, with_his
                 HISTORY_BAD: float(rng.binomial(int(total_h), p0)),
                 HISTORY_SECONDS: SIX_HOURS,
             }
-        for weight in (0.1, 0.1, 0.2, 0.2, 0.4, 0.4, 0.6, 0.6, 0.8, 0.8) * 3:
-            total = rng.poisson(400)
-            n_c = float(rng.binomial(total, weight))
-            n_s = total - n_c
-            x_c = float(rng.binomial(int(n_c), min(ratio * p0, 1)))
-            x_s = float(rng.binomial(int(n_s), p0))
+        for n_c, x_c, n_s, x_s in rollout_windows(rng, ratio=ratio, p0=p0):
             result, sums = judge_metric(
                 name="error-rate",
                 counts=window(n_c, x_c, n_s, x_s),
