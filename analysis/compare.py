@@ -38,11 +38,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from analysis import evidence as ev
-from analysis import history as hs
-from analysis.evidence import CANARY_BAD, CANARY_TOTAL, STABLE_BAD, STABLE_TOTAL
-from analysis.params import CompareParams
-from analysis.verdict import MetricResult, Verdict, WindowCounts
+from songbird.analysis import evidence as ev
+from songbird.analysis import history as hs
+from songbird.analysis.evidence import CANARY_BAD, CANARY_TOTAL, STABLE_BAD, STABLE_TOTAL
+from songbird.analysis.params import CompareParams
+from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
 
 OUTAGE_FACTOR = 5.0
 OUTAGE_MIN_EVENTS = 5.0

@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from analysis.plan import Target, TrafficSplit, canary_replicas, total_replicas
-from analysis.state import Evaluation, Phase, RolloutState
-from analysis.verdict import MetricResult, Verdict
-from config.fields import format_duration
-from config.policy import Policy
+from songbird.analysis.plan import Target, TrafficSplit, canary_replicas, total_replicas
+from songbird.analysis.state import Evaluation, Phase, RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.config.fields import format_duration
+from songbird.config.policy import Policy
 
 ACTIVE = (Phase.INITIALIZING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING, Phase.ROLLING_BACK)
 

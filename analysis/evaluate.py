@@ -28,17 +28,17 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from analysis import compare, history, threshold
-from analysis.forecast import describe, forecast
-from analysis.observe import MetricObservation, observe
-from analysis.params import CompareParams
-from analysis.prometheus import PrometheusSource
-from analysis.queries import IngressTarget
-from analysis.source import MetricsSource
-from analysis.state import RolloutState
-from analysis.verdict import MetricResult, Verdict
-from config.errors import MetricsUnavailable, PolicyError
-from config.policy import BUILTIN_METRICS, MetricSpec, Policy
+from songbird.analysis import compare, history, threshold
+from songbird.analysis.forecast import describe, forecast
+from songbird.analysis.observe import MetricObservation, observe
+from songbird.analysis.params import CompareParams
+from songbird.analysis.prometheus import PrometheusSource
+from songbird.analysis.queries import IngressTarget
+from songbird.analysis.source import MetricsSource
+from songbird.analysis.state import RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.config.errors import MetricsUnavailable, PolicyError
+from songbird.config.policy import BUILTIN_METRICS, MetricSpec, Policy
 
 SPARSE_EVENTS = 5.0
 FORECAST_WINDOW = 300.0  # stable traffic looked at before a rollout, for the forecast

@@ -19,9 +19,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from analysis.evidence import certification_requests, kl_bernoulli
-from config.fields import format_duration
-from config.policy import Policy
+from songbird.analysis.evidence import certification_requests, kl_bernoulli
+from songbird.config.fields import format_duration
+from songbird.config.policy import Policy
 
 
 @dataclass(frozen=True, kw_only=True)

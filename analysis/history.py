@@ -58,9 +58,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from analysis import evidence as ev
-from analysis.params import CompareParams
-from analysis.verdict import WindowCounts
+from songbird.analysis import evidence as ev
+from songbird.analysis.params import CompareParams
+from songbird.analysis.verdict import WindowCounts
 
 HISTORY_TOTAL = "history:total"
 HISTORY_BAD = "history:bad"

@@ -26,13 +26,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from analysis import queries
-from analysis.prometheus import PrometheusUnreachable
-from analysis.queries import IngressTarget, LatencyBucket, Version
-from analysis.source import MetricsSource
-from analysis.verdict import WindowCounts
-from config.errors import MetricsUnavailable, PolicyError
-from config.policy import MetricSpec, Policy
+from songbird.analysis import queries
+from songbird.analysis.prometheus import PrometheusUnreachable
+from songbird.analysis.queries import IngressTarget, LatencyBucket, Version
+from songbird.analysis.source import MetricsSource
+from songbird.analysis.verdict import WindowCounts
+from songbird.config.errors import MetricsUnavailable, PolicyError
+from songbird.config.policy import MetricSpec, Policy
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from analysis import evidence as ev
-from config.policy import Compare
+from songbird.analysis import evidence as ev
+from songbird.config.policy import Compare
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from config.policy import Policy
+from songbird.config.policy import Policy
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,8 +34,8 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as TimeoutError_
 from urllib3.util.retry import Retry
 
-from config.errors import MetricsUnavailable
-from config.policy import PrometheusSource as PrometheusSettings
+from songbird.config.errors import MetricsUnavailable
+from songbird.config.policy import PrometheusSource as PrometheusSettings
 
 MAX_RETRIES = 2
 _BACKOFF = 0.1  # urllib3 2.x: no sleep before the first retry, backoff * 2 ** (n - 1) before the n-th

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from config.errors import PolicyError
-from config.fields import NAME_PATTERN
-from config.policy import MetricSpec
-from config.template import render_template
+from songbird.config.errors import PolicyError
+from songbird.config.fields import NAME_PATTERN
+from songbird.config.policy import MetricSpec
+from songbird.config.template import render_template
 
 REQUESTS = "nginx_ingress_controller_requests"
 DURATION_BUCKET = "nginx_ingress_controller_request_duration_seconds_bucket"

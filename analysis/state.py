@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from analysis.verdict import MetricResult
+from songbird.analysis.verdict import MetricResult
 
 HISTORY_LIMIT = 20  # evaluations kept in the status; the annotation must stay well below 256 KiB
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from analysis.verdict import MetricResult, Verdict
-from config.policy import MetricSpec
+from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.config.policy import MetricSpec
 
 if TYPE_CHECKING:  # only the type: importing analysis.observe would load the Prometheus adapter
-    from analysis.observe import MetricObservation
+    from songbird.analysis.observe import MetricObservation
 
 
 def _digits(value: float, other: float | None = None) -> str:

@@ -1,7 +1,7 @@
 """Decision-quality benchmark: how often each rollout rule rolls back a healthy canary, how fast it catches a
 bad one, and how many failed requests the canary serves meanwhile.
 
-    python -m bench.decision_quality [--quick|--full] [--runs N] [--seed S] [--jobs J] [--out DIR]
+    python -m songbird.bench.decision_quality [--quick|--full] [--runs N] [--seed S] [--jobs J] [--out DIR]
 
 For each traffic level (0.2, 1, 10, 50, 500 req/s) it simulates (`bench.simulate`) healthy canaries
 (0.5% and 0.8% errors like the stable, a shared outage, a stable whose error share rose by half when the
@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from analysis.evidence import kl_bernoulli
-from analysis.params import CompareParams
-from bench import methods as mt
-from bench.simulate import Outage, Scenario, Schedule, Traffic, history
+from songbird.analysis.evidence import kl_bernoulli
+from songbird.analysis.params import CompareParams
+from songbird.bench import methods as mt
+from songbird.bench.simulate import Outage, Scenario, Schedule, Traffic, history
 
 RATES = (0.2, 1.0, 10.0, 50.0, 500.0)
 RATIOS = (2.0, 4.0, 10.0, 40.0)

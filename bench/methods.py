@@ -25,15 +25,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from analysis.decision import Action, Facts, decide, evaluation_due
-from analysis.evaluate import judge
-from analysis.history import HISTORY_BAD, HISTORY_SECONDS, HISTORY_TOTAL
-from analysis.observe import MetricObservation
-from analysis.state import Phase, RolloutState
-from analysis.verdict import MetricResult, WindowCounts
-from bench.simulate import SCRAPE, History, Scenario, Schedule, Window
-from config.loader import load_policy_yaml
-from config.policy import Policy
+from songbird.analysis.decision import Action, Facts, decide, evaluation_due
+from songbird.analysis.evaluate import judge
+from songbird.analysis.history import HISTORY_BAD, HISTORY_SECONDS, HISTORY_TOTAL
+from songbird.analysis.observe import MetricObservation
+from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.verdict import MetricResult, WindowCounts
+from songbird.bench.simulate import SCRAPE, History, Scenario, Schedule, Window
+from songbird.config.loader import load_policy_yaml
+from songbird.config.policy import Policy
 
 ACTIVE, ROLLBACK, PROMOTE, PAUSED = 0, 1, 2, 3
 TOLERANCE = min(1.0, SCRAPE * 0.05)  # as in analysis.decision

@@ -17,10 +17,10 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from config.errors import PolicyError
-from config.fields import parse_duration
-from config.policy import BUILTIN_METRICS, POLICY_KEY, Policy
-from config.template import check_template
+from songbird.config.errors import PolicyError
+from songbird.config.fields import parse_duration
+from songbird.config.policy import BUILTIN_METRICS, POLICY_KEY, Policy
+from songbird.config.template import check_template
 
 T = TypeVar("T")
 

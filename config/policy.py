@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from config.fields import (
+from songbird.config.fields import (
     COOKIE_PATTERN,
     HEADER_PATTERN,
     HEADER_VALUE_PATTERN,

@@ -1,7 +1,7 @@
 """Export the policy model as JSON Schema (draft 2020-12), from the same field metadata the loader reads.
 
-``python -m config.schema > config/policy.schema.json`` regenerates the committed file; a test checks that
-the committed file equals this output, so the schema cannot drift from the model.
+``python -m songbird.config.schema > config/policy.schema.json`` regenerates the committed file; a
+test checks that the committed file equals this output, so the schema cannot drift from the model.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin
 
-from config.fields import DURATION_PATTERN, format_duration
-from config.policy import Policy
+from songbird.config.fields import DURATION_PATTERN, format_duration
+from songbird.config.policy import Policy
 
 
 def _default(field: dataclasses.Field[Any]) -> Any:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from config.errors import PolicyError
-from config.fields import NAME_PATTERN
+from songbird.config.errors import PolicyError
+from songbird.config.fields import NAME_PATTERN
 
 PLACEHOLDERS = ("namespace", "ingress", "canary", "stable", "window")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")

@@ -16,15 +16,15 @@ import json
 import sys
 from collections.abc import Sequence
 
-from analysis.state import RolloutState
-from config.errors import PolicyError, SongbirdError
-from config.loader import load_policy_yaml
-from config.policy import POLICY_KEY
+from songbird.analysis.state import RolloutState
+from songbird.config.errors import PolicyError, SongbirdError
+from songbird.config.loader import load_policy_yaml
+from songbird.config.policy import POLICY_KEY
 
 
 def _run(args: argparse.Namespace) -> int:
-    from controller import logs  # noqa: PLC0415  (the daemon's imports load only for `run`)
-    from controller.daemon import Controller, Settings  # noqa: PLC0415
+    from songbird.controller import logs  # noqa: PLC0415  (the daemon's imports load only for `run`)
+    from songbird.controller.daemon import Controller, Settings  # noqa: PLC0415
 
     logs.configure(args.log_level)
     settings = Settings(
@@ -45,8 +45,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from controller.kube import KubeClient  # noqa: PLC0415
-    from controller.reconciler import read_state  # noqa: PLC0415
+    from songbird.controller.kube import KubeClient  # noqa: PLC0415
+    from songbird.controller.reconciler import read_state  # noqa: PLC0415
 
     kube = KubeClient.from_config(args.kubeconfig)
     try:
@@ -92,7 +92,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _schema(_: argparse.Namespace) -> int:
-    from config.schema import main  # noqa: PLC0415
+    from songbird.config.schema import main  # noqa: PLC0415
 
     main()
     return 0
@@ -104,11 +104,11 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    return _delegate("bench.decision_quality", args.rest)
+    return _delegate("songbird.bench.decision_quality", args.rest)
 
 
 def _lab(args: argparse.Namespace) -> int:
-    return _delegate("lab.cli", args.rest)
+    return _delegate("songbird.lab.cli", args.rest)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -162,7 +162,7 @@ def parser() -> argparse.ArgumentParser:
 
 # Commands whose options belong to another entry point: argparse's REMAINDER does not pass on arguments
 # that start with "--" (``songbird lab --scenario healthy``), so these are handed over before parsing.
-_DELEGATED = {("lab",): "lab.cli", ("bench", "decisions"): "bench.decision_quality"}
+_DELEGATED = {("lab",): "songbird.lab.cli", ("bench", "decisions"): "songbird.bench.decision_quality"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,18 +17,18 @@ from types import FrameType
 
 import structlog
 
-from analysis.evaluate import PrometheusEvaluator
-from config.errors import ClusterError, PolicyError
-from config.loader import load_policy_configmap
-from controller.health import HealthServer, Readiness, Role
-from controller.kube import KubeClient
-from controller.lease import Elector
-from controller.metrics import ControllerMetrics
-from controller.observer import MetricsObserver
-from controller.ports import Clock, SystemClock
-from controller.reconciler import Reconciler
-from controller.router import make_router
-from controller.scheduler import Job, Scheduler
+from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.config.errors import ClusterError, PolicyError
+from songbird.config.loader import load_policy_configmap
+from songbird.controller.health import HealthServer, Readiness, Role
+from songbird.controller.kube import KubeClient
+from songbird.controller.lease import Elector
+from songbird.controller.metrics import ControllerMetrics
+from songbird.controller.observer import MetricsObserver
+from songbird.controller.ports import Clock, SystemClock
+from songbird.controller.reconciler import Reconciler
+from songbird.controller.routers import make_router
+from songbird.controller.scheduler import Job, Scheduler
 
 VERSION = "0.1.0"
 log = structlog.get_logger("songbird")

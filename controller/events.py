@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from controller.ports import Obj
+from songbird.controller.ports import Obj
 
 EVENT_COMPONENT = "songbird"
 EVENT_REPORTER = "songbird.dev/controller"

@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from analysis.decision import Facts
-from analysis.state import Phase, RolloutState
-from config.errors import PolicyError
-from config.policy import Policy
-from controller.ports import ClusterReader, Kind, Obj
-from controller.router import RouteView
+from songbird.analysis.decision import Facts
+from songbird.analysis.state import Phase, RolloutState
+from songbird.config.errors import PolicyError
+from songbird.config.policy import Policy
+from songbird.controller.ports import ClusterReader, Kind, Obj
+from songbird.controller.routers.base import RouteView
 
 
 @dataclass(frozen=True, kw_only=True)

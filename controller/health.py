@@ -25,7 +25,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-from controller.metrics import ControllerMetrics
+from songbird.controller.metrics import ControllerMetrics
 
 DEFAULT_ADDRESS = "0.0.0.0:8080"
 

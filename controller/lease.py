@@ -32,8 +32,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from config.errors import ClusterError, Conflict, NotFound
-from controller.ports import Clock, Obj
+from songbird.config.errors import ClusterError, Conflict, NotFound
+from songbird.controller.ports import Clock, Obj
 
 log = structlog.get_logger()
 

@@ -29,8 +29,8 @@ from typing import Final, Literal, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from analysis.state import Phase, RolloutState
-from analysis.verdict import MetricResult, Verdict
+from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict
 
 #: Actions `ControllerMetrics.record_decision` accepts: the state machine's four actions, plus
 #: ``inconclusive`` (a step ended without enough evidence) and ``error`` (a metric could not be evaluated;

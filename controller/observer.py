@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 
-from analysis.decision import Action, Decision
-from analysis.state import Phase, RolloutState
-from analysis.verdict import Verdict
-from config.fields import METRIC_NAME_PATTERN
-from controller.metrics import ControllerMetrics, DecisionAction
+from songbird.analysis.decision import Action, Decision
+from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.verdict import Verdict
+from songbird.config.fields import METRIC_NAME_PATTERN
+from songbird.controller.metrics import ControllerMetrics, DecisionAction
 
 _ACTIONS: dict[Action, DecisionAction] = {
     Action.ADVANCE: "advance",

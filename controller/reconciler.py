@@ -19,16 +19,16 @@ from typing import Any, Protocol
 
 import structlog
 
-from analysis.decision import Action, Decision, decide, evaluation_due
-from analysis.plan import Target
-from analysis.state import Phase, RolloutState
-from analysis.verdict import MetricResult
-from config.errors import ClusterError, NotFound, OwnershipError, PolicyError, SongbirdError
-from config.loader import load_policy_configmap
-from config.policy import STATUS_ANNOTATION, Policy
-from controller.facts import Observed, observe
-from controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
-from controller.router import Router
+from songbird.analysis.decision import Action, Decision, decide, evaluation_due
+from songbird.analysis.plan import Target
+from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.verdict import MetricResult
+from songbird.config.errors import ClusterError, NotFound, OwnershipError, PolicyError, SongbirdError
+from songbird.config.loader import load_policy_configmap
+from songbird.config.policy import STATUS_ANNOTATION, Policy
+from songbird.controller.facts import Observed, observe
+from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
+from songbird.controller.routers.base import Router
 
 MAX_TRANSITIONS = 4  # decisions taken in one tick (e.g. rollback: withdraw traffic, then remove the canary)
 

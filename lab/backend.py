@@ -1,10 +1,10 @@
 """A local stand-in for one replica of a Deployment: an HTTP server that says which version it is.
 
-Run as ``python -m lab.backend --deployment nginx-v2 --version v2 --replica 0 --port 0 ...``. Every request
-(any method, any path) is answered after a log-normal delay with the given median, with status 500 for a
-given share of requests and 200 otherwise, a body ``<deployment> <version> replica=<n>`` and the headers
-``X-Version`` and ``X-Deployment``. Draws come from ``random.Random(seed)``, so a replica's sequence of
-(delay, error) draws is reproducible.
+Run as ``python -m songbird.lab.backend --deployment nginx-v2 --version v2 --replica 0 --port 0 ...``.
+Every request (any method, any path) is answered after a log-normal delay with the given median, with
+status 500 for a given share of requests and 200 otherwise, a body ``<deployment> <version> replica=<n>``
+and the headers ``X-Version`` and ``X-Deployment``. Draws come from ``random.Random(seed)``, so a
+replica's sequence of (delay, error) draws is reproducible.
 
 Process contract (used by `lab.replicas`):
 - it binds 127.0.0.1 only, then writes one line ``READY <port>`` to stdout and closes stdout;
@@ -129,7 +129,9 @@ def _watch_parent(server: _Server, parent: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.backend", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m songbird.lab.backend", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--deployment", required=True)
     parser.add_argument("--version", required=True)
     parser.add_argument("--replica", type=int, default=0)

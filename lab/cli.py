@@ -34,10 +34,10 @@ from typing import TextIO
 
 import structlog
 
-from lab.report import write_report
-from lab.run import ClusterTarget, Lab, LabError, LabOptions
-from lab.scenarios import Scenario, expected_outcome
-from lab.timeline import Sample, Timeline
+from songbird.lab.report import write_report
+from songbird.lab.run import ClusterTarget, Lab, LabError, LabOptions
+from songbird.lab.scenarios import Scenario, expected_outcome
+from songbird.lab.timeline import Sample, Timeline
 
 HEARTBEAT = 10.0  # seconds between progress lines when nothing changes
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from lab.model import RoutingModel
-from lab.translator import translate
+from songbird.lab.model import RoutingModel
+from songbird.lab.translator import translate
 
 Obj = dict[str, Any]
 _load_kube_config: Callable[..., None] = config.load_kube_config

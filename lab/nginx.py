@@ -37,8 +37,8 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from lab.model import RoutingModel
-from lab.render import RenderOptions, render_config
+from songbird.lab.model import RoutingModel
+from songbird.lab.render import RenderOptions, render_config
 
 INSTALL_HINT = "install Debian packages nginx and libnginx-mod-http-lua, or run make demo"
 # Where Debian's packages put dynamic modules (the binary's --modules-path is /usr/lib/nginx/modules).

@@ -1,7 +1,7 @@
 """How often a lab run ends with the wrong outcome: the lab simulated many times with the controller's own
 judge and state machine, so the lab's policy, rates and durations can be chosen to make that rare.
 
-``python -m lab.odds --scenario bad-errors --rate 120 --runs 20000`` (see ``--help``) prints, for one
+``python -m songbird.lab.odds --scenario bad-errors --rate 120 --runs 20000`` (see ``--help``) prints, for one
 scenario and lab policy, how often each outcome came and the margins behind them; `lab.scenarios` records
 the figures its numbers were chosen with.
 
@@ -41,15 +41,15 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from analysis.decision import Facts, decide, evaluation_due
-from analysis.evaluate import evidence_window, judge
-from analysis.observe import MetricObservation
-from analysis.state import Phase, RolloutState
-from analysis.verdict import MetricResult, Verdict, WindowCounts
-from config.loader import load_policy_yaml
-from config.policy import Policy
-from lab.backend import BackendProfile
-from lab.scenarios import STABLE_PROFILE, LabPolicy, Scenario, canary_profile
+from songbird.analysis.decision import Facts, decide, evaluation_due
+from songbird.analysis.evaluate import evidence_window, judge
+from songbird.analysis.observe import MetricObservation
+from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
+from songbird.config.loader import load_policy_yaml
+from songbird.config.policy import Policy
+from songbird.lab.backend import BackendProfile
+from songbird.lab.scenarios import STABLE_PROFILE, LabPolicy, Scenario, canary_profile
 
 SCRAPE = 1.0  # Prometheus' scrape interval in the lab
 BIN = 0.1  # seconds of traffic per simulated bin
@@ -464,7 +464,7 @@ def report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lab.odds", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m songbird.lab.odds", description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", required=True, choices=[s.value for s in Scenario])
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--runs", type=int, default=2000)

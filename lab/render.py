@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lab.lua_source import ROUTER_LUA
-from lab.model import Affinity, PathType, Route, RoutingModel
+from songbird.lab.lua_source import ROUTER_LUA
+from songbird.lab.model import Affinity, PathType, Route, RoutingModel
 
 
 @dataclass(frozen=True, kw_only=True)

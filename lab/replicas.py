@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from lab.backend import READY_PREFIX, BackendProfile
+from songbird.lab.backend import READY_PREFIX, BackendProfile
 
 _STOP_GRACE = 3.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -160,7 +160,7 @@ class ReplicaSupervisor:
                         [
                             self._python,
                             "-m",
-                            "lab.backend",
+                            "songbird.lab.backend",
                             f"--deployment={deployment}",
                             f"--version={version}",
                             f"--replica={index}",

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from lab.timeline import CANARY_VERSION, Sample, Timeline
+from songbird.lab.timeline import CANARY_VERSION, Sample, Timeline
 
 COLORS = {"v1": "tab:blue", "v2": "tab:orange"}
 

@@ -48,14 +48,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from analysis.state import Phase, RolloutState
-from lab import scenarios
-from lab.apiserver import KubeEmulator
-from lab.cluster import ClusterError, KubeCluster, missing_seed, routing_model
-from lab.load import LoadGenerator, LoadPlan, LoadReport
-from lab.model import RoutingModel
-from lab.nginx import NginxError, NginxServer, check_port_free, find_lua_modules, find_nginx
-from lab.prometheus import (
+from songbird.analysis.state import Phase, RolloutState
+from songbird.lab import scenarios
+from songbird.lab.apiserver import KubeEmulator
+from songbird.lab.cluster import ClusterError, KubeCluster, missing_seed, routing_model
+from songbird.lab.load import LoadGenerator, LoadPlan, LoadReport
+from songbird.lab.model import RoutingModel
+from songbird.lab.nginx import NginxError, NginxServer, check_port_free, find_lua_modules, find_nginx
+from songbird.lab.prometheus import (
     PrometheusApi,
     PrometheusServer,
     PrometheusServerError,
@@ -63,10 +63,10 @@ from lab.prometheus import (
     find_binary,
     free_port,
 )
-from lab.replicas import ReplicaSupervisor
-from lab.scenarios import LabPolicy, Scenario
-from lab.sync import DataPlaneSync, Obj
-from lab.timeline import Bucket, Sample, Series, Timeline
+from songbird.lab.replicas import ReplicaSupervisor
+from songbird.lab.scenarios import LabPolicy, Scenario
+from songbird.lab.sync import DataPlaneSync, Obj
+from songbird.lab.timeline import Bucket, Sample, Series, Timeline
 
 INSTALL_HINT = "run `make system-deps` (or `sudo apt-get install nginx libnginx-mod-http-lua prometheus`)"
 SAMPLE_EVERY = 0.5  # seconds
@@ -455,7 +455,7 @@ def _controller(
             [
                 sys.executable,
                 "-m",
-                "controller.cli",
+                "songbird.controller.cli",
                 "run",
                 f"--kubeconfig={kubeconfig}",
                 f"--namespaces={namespace}",

@@ -15,7 +15,7 @@ Scenarios (stable: 0.75% 5xx, latency log-normal with median 50 ms):
 Why the policy's numbers (`LabPolicy`) and the rates (`DEFAULT_RATES`): the end-to-end tests assert each
 scenario's outcome and measurements, and CI fails on any one of them, so each must come out wrong by
 chance at most about once in 10,000 runs (1e-4), within minutes. The chances below come from
-``python -m lab.odds`` (the lab simulated with the controller's own `analysis.evaluate.judge` and
+``python -m songbird.lab.odds`` (the lab simulated with the controller's own `analysis.evaluate.judge` and
 `analysis.decision.decide`, nginx's counters and Prometheus' ``increase()`` extrapolation; see there) and
 from bounds computed by hand; the backends draw from a new seed each run (`stable_profile`,
 `canary_profile`; ``--seed`` replays one), so the chances are per run. With the policy before (20 s
@@ -64,8 +64,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from lab.backend import BackendProfile
-from lab.sync import PROFILE_ANNOTATION_PREFIX
+from songbird.lab.backend import BackendProfile
+from songbird.lab.sync import PROFILE_ANNOTATION_PREFIX
 
 Obj = dict[str, Any]
 

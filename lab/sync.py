@@ -32,11 +32,11 @@ from typing import Any, Protocol
 
 import structlog
 
-from lab.backend import BackendProfile
-from lab.model import RoutingModel
-from lab.nginx import NginxConfigError, NginxServer
-from lab.replicas import ReplicaSupervisor
-from lab.translator import DEFAULT_ANNOTATION_PREFIX, translate
+from songbird.lab.backend import BackendProfile
+from songbird.lab.model import RoutingModel
+from songbird.lab.nginx import NginxConfigError, NginxServer
+from songbird.lab.replicas import ReplicaSupervisor
+from songbird.lab.translator import DEFAULT_ANNOTATION_PREFIX, translate
 
 Obj = dict[str, Any]
 PatchStatus = Callable[[str, Obj], None]

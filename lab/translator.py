@@ -28,7 +28,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from lab.model import (
+from songbird.lab.model import (
     DEFAULT_AFFINITY_COOKIE,
     DEFAULT_WEIGHT_TOTAL,
     Affinity,

@@ -32,6 +32,6 @@ def seed_scenario(kube: KubeEmulator) -> KubeEmulator:
 @pytest.fixture(autouse=True, scope="session")
 def _quiet_logs() -> None:
     """The controller logs one JSON line per decision; tests that check logs capture them explicitly."""
-    from controller import logs
+    from songbird.controller import logs
 
     logs.configure("warning")

@@ -26,10 +26,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from analysis.state import Evaluation, Phase, RolloutState
-from analysis.verdict import MetricResult, Verdict
-from controller.health import HealthServer, Readiness
-from controller.metrics import ControllerMetrics
+from songbird.analysis.state import Evaluation, Phase, RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.controller.health import HealthServer, Readiness
+from songbird.controller.metrics import ControllerMetrics
 from tests.support.nginx_series import IngressNames, Traffic, ingress_nginx_series
 from tests.support.prom_server import PrometheusServer, ScrapeTarget, Series
 

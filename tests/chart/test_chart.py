@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from config.loader import load_policy_configmap
+from songbird.config.loader import load_policy_configmap
 from tests.chart.values_doc import CHART, check
 
 ROOT = Path(__file__).resolve().parents[2]

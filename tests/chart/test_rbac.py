@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.state import Phase
-from controller.reconciler import read_state
+from songbird.analysis.state import Phase
+from songbird.controller.reconciler import read_state
 from tests.chart.test_chart import MODES, Render, by_kind, helm, render
 from tests.integration.test_daemon import controller, kubelet, wait_for
 from tests.support.kube_emulator import KubeEmulator, rbac_rules

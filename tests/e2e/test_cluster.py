@@ -52,7 +52,7 @@ __all__ = [
 
 
 def test_two_electors_one_real_lease(real_cluster: RealCluster) -> None:
-    from controller.lease import Elector
+    from songbird.controller.lease import Elector
 
     clock = VirtualClock(1_000.0)
     a_client, b_client = real_cluster.client(clock), real_cluster.client(clock)

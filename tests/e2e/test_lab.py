@@ -10,8 +10,9 @@ Covered, each scenario run once through `lab.run.Lab` at its default rate and me
   deviations of that weight, given the number of requests counted (the write-up's curl-loop check);
 - requests carrying ``Region: always`` reach v2 every time while the rollout progresses, and never once
   the rollback has withdrawn the canary route;
-- the command line (``python -m controller.cli lab --scenario bad-errors --quiet``): exit code 0 for the
-  expected outcome, ``rolled back: error-rate: ...`` printed, ``timeline.json`` and ``report.png`` written;
+- the command line (``python -m songbird.controller.cli lab --scenario bad-errors --quiet``): exit code 0
+  for the expected outcome, ``rolled back: error-rate: ...`` printed, ``timeline.json`` and
+  ``report.png`` written;
 - ``--kubeconfig`` mode end to end, with kmock's emulator and the lab's own data plane (nginx, backends,
   a Prometheus scraping nginx) started here as the "cluster": the lab starts none of them itself, applies
   the policy there, runs the controller against that kubeconfig and that Prometheus, sends its load to
@@ -35,15 +36,15 @@ from typing import Any
 
 import pytest
 
-from lab import scenarios
-from lab.apiserver import KubeEmulator
-from lab.nginx import NginxServer
-from lab.prometheus import PrometheusServer, ScrapeTarget
-from lab.replicas import ReplicaSupervisor
-from lab.run import ClusterTarget, Lab, LabError, LabOptions, preflight
-from lab.scenarios import Scenario
-from lab.sync import DataPlaneSync
-from lab.timeline import Timeline
+from songbird.lab import scenarios
+from songbird.lab.apiserver import KubeEmulator
+from songbird.lab.nginx import NginxServer
+from songbird.lab.prometheus import PrometheusServer, ScrapeTarget
+from songbird.lab.replicas import ReplicaSupervisor
+from songbird.lab.run import ClusterTarget, Lab, LabError, LabOptions, preflight
+from songbird.lab.scenarios import Scenario
+from songbird.lab.sync import DataPlaneSync
+from songbird.lab.timeline import Timeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
@@ -138,7 +139,16 @@ def test_header_requests_stay_on_v1_after_a_rollback(name: str, request: pytest.
 
 def test_command_line_prints_the_outcome_and_writes_the_report(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    command = ["-m", "controller.cli", "lab", "--scenario", "bad-errors", "--quiet", "--timeout", "240"]
+    command = [
+        "-m",
+        "songbird.controller.cli",
+        "lab",
+        "--scenario",
+        "bad-errors",
+        "--quiet",
+        "--timeout",
+        "240",
+    ]
     done = subprocess.run(
         [sys.executable, *command, "--out", str(out)],
         cwd=ROOT,

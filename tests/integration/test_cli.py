@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from analysis.state import Phase, RolloutState
-from config.policy import STATUS_ANNOTATION
+from songbird.analysis.state import Phase, RolloutState
+from songbird.config.policy import STATUS_ANNOTATION
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.world import BASE_POLICY, policy_configmap
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def songbird(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
+        [sys.executable, "-m", "songbird.controller.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

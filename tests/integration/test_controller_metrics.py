@@ -12,9 +12,9 @@ from contextlib import AbstractContextManager
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analysis.state import Phase
-from controller.metrics import ControllerMetrics
-from controller.observer import MetricsObserver, rollback_code
+from songbird.analysis.state import Phase
+from songbird.controller.metrics import ControllerMetrics
+from songbird.controller.observer import MetricsObserver, rollback_code
 from tests.support.nginx_series import Traffic
 from tests.support.world import World
 

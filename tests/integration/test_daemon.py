@@ -54,7 +54,7 @@ def controller(kube: KubeEmulator, identity: str, log: Path) -> Iterator[subproc
             [
                 sys.executable,
                 "-m",
-                "controller.cli",
+                "songbird.controller.cli",
                 "run",
                 "--kubeconfig",
                 str(kube.kubeconfig_path),

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller.health import HealthServer, Readiness, parse_address
-from controller.metrics import ControllerMetrics
+from songbird.controller.health import HealthServer, Readiness, parse_address
+from songbird.controller.metrics import ControllerMetrics
 
 
 class Switch:

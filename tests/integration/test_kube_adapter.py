@@ -24,9 +24,9 @@ import time
 
 import pytest
 
-from config.errors import ClusterUnavailable, Conflict, Forbidden, NotFound
-from controller.kube import MERGE_PATCH, ApiSettings, KubeClient
-from controller.ports import Kind
+from songbird.config.errors import ClusterUnavailable, Conflict, Forbidden, NotFound
+from songbird.controller.kube import MERGE_PATCH, ApiSettings, KubeClient
+from songbird.controller.ports import Kind
 from tests.support import scenario
 from tests.support.calls import CallCounts
 from tests.support.kube_emulator import KubeEmulator, rbac_rules

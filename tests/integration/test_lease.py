@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from controller.kube import ApiSettings, KubeClient
-from controller.lease import Elector, LeaseStore, parse_micro_time
+from songbird.controller.kube import ApiSettings, KubeClient
+from songbird.controller.lease import Elector, LeaseStore, parse_micro_time
 from tests.support.kube_emulator import KubeEmulator, rbac_rules
 
 FAST = ApiSettings(connect_timeout=1.0, read_timeout=1.0, attempts=2, backoff=0.01, budget=3.0)

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from analysis.observe import observe
-from analysis.prometheus import PrometheusSource
-from analysis.queries import IngressTarget
-from analysis.threshold import judge_threshold
-from analysis.verdict import Verdict, WindowCounts
-from config.loader import load_policy_yaml
-from config.policy import Policy
+from songbird.analysis.observe import observe
+from songbird.analysis.prometheus import PrometheusSource
+from songbird.analysis.queries import IngressTarget
+from songbird.analysis.threshold import judge_threshold
+from songbird.analysis.verdict import Verdict, WindowCounts
+from songbird.config.loader import load_policy_yaml
+from songbird.config.policy import Policy
 from tests.support.nginx_series import IngressNames, Traffic, ingress_nginx_series
 from tests.support.prom_server import PrometheusServer, free_port
 

@@ -25,10 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from analysis import queries
-from analysis.prometheus import PrometheusSource, PrometheusUnreachable
-from analysis.queries import IngressTarget, Version
-from config.errors import MetricsUnavailable
+from songbird.analysis import queries
+from songbird.analysis.prometheus import PrometheusSource, PrometheusUnreachable
+from songbird.analysis.queries import IngressTarget, Version
+from songbird.config.errors import MetricsUnavailable
 from tests.support.nginx_series import IngressNames, Traffic, ingress_nginx_series
 from tests.support.prom_server import PrometheusServer, free_port
 

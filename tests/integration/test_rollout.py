@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from analysis.state import Phase
-from controller.ingress_nginx import canary_name
+from songbird.analysis.state import Phase
+from songbird.controller.routers.ingress_nginx import canary_name
 from tests.support import scenario
 from tests.support.clusters import EmulatedCluster
 from tests.support.nginx_series import Traffic

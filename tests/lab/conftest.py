@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.nginx import NginxNotInstalledError, NginxServer, find_lua_modules, find_nginx
-from lab.replicas import ReplicaSupervisor
+from songbird.lab.nginx import NginxNotInstalledError, NginxServer, find_lua_modules, find_nginx
+from songbird.lab.replicas import ReplicaSupervisor
 
 
 def _nginx_missing() -> str | None:

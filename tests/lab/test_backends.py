@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from lab.backend import BackendProfile
-from lab.replicas import ReplicaSupervisor
+from songbird.lab.backend import BackendProfile
+from songbird.lab.replicas import ReplicaSupervisor
 
 
 def get(address: str, n: int = 1) -> list[tuple[int, str, str, float]]:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lab import scenarios
-from lab.apiserver import KubeEmulator
-from lab.cluster import KubeCluster, routing_model
-from lab.run import ClusterTarget, Lab, LabError, LabOptions
-from lab.scenarios import Scenario
+from songbird.lab import scenarios
+from songbird.lab.apiserver import KubeEmulator
+from songbird.lab.cluster import KubeCluster, routing_model
+from songbird.lab.run import ClusterTarget, Lab, LabError, LabOptions
+from songbird.lab.scenarios import Scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,15 @@ def test_routing_model_follows_the_ingress_objects_and_ready_replicas(kube: Kube
 
 def test_command_line_asks_for_the_clusters_prometheus_and_ingress(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "lab.cli", "--scenario", "healthy", "--kubeconfig", str(tmp_path / "k")],
+        [
+            sys.executable,
+            "-m",
+            "songbird.lab.cli",
+            "--scenario",
+            "healthy",
+            "--kubeconfig",
+            str(tmp_path / "k"),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

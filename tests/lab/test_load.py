@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.backend import BackendProfile
-from lab.load import LoadGenerator, LoadPlan
-from lab.replicas import ReplicaSupervisor
+from songbird.lab.backend import BackendProfile
+from songbird.lab.load import LoadGenerator, LoadPlan
+from songbird.lab.replicas import ReplicaSupervisor
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from lab.backend import BackendProfile
-from lab.nginx import NginxServer
-from lab.replicas import ReplicaSupervisor
-from lab.translator import translate
+from songbird.lab.backend import BackendProfile
+from songbird.lab.nginx import NginxServer
+from songbird.lab.replicas import ReplicaSupervisor
+from songbird.lab.translator import translate
 from tests.lab.objects import canary, main
 from tests.lab.test_nginx_routing import send, versions
 from tests.support.prom_server import PrometheusNotInstalledError, PrometheusServer

@@ -25,12 +25,18 @@ from typing import Protocol
 
 import pytest
 
-from lab.backend import BackendProfile
-from lab.load import LoadGenerator, LoadPlan, LoadReport
-from lab.model import DEFAULT_AFFINITY_COOKIE, RoutingModel
-from lab.nginx import INSTALL_HINT, NginxNotInstalledError, NginxPortInUseError, NginxServer, find_nginx
-from lab.replicas import ReplicaSupervisor
-from lab.translator import translate
+from songbird.lab.backend import BackendProfile
+from songbird.lab.load import LoadGenerator, LoadPlan, LoadReport
+from songbird.lab.model import DEFAULT_AFFINITY_COOKIE, RoutingModel
+from songbird.lab.nginx import (
+    INSTALL_HINT,
+    NginxNotInstalledError,
+    NginxPortInUseError,
+    NginxServer,
+    find_nginx,
+)
+from songbird.lab.replicas import ReplicaSupervisor
+from songbird.lab.translator import translate
 from tests.lab.objects import HOST, canary, main
 
 FAST = BackendProfile(latency_median=0.0)

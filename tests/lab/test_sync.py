@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from lab.model import RoutingModel
-from lab.nginx import NginxServer
-from lab.replicas import ReplicaSupervisor
-from lab.sync import DataPlaneSync
+from songbird.lab.model import RoutingModel
+from songbird.lab.nginx import NginxServer
+from songbird.lab.replicas import ReplicaSupervisor
+from songbird.lab.sync import DataPlaneSync
 from tests.lab.objects import HOST, PREFIX, canary, deployment, main, service
 from tests.lab.test_nginx_routing import send, versions
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import pytest
 
-from lab.model import DEFAULT_AFFINITY_COOKIE, Reason, Route, RoutingModel, backend_key, decide
-from lab.translator import translate
+from songbird.lab.model import DEFAULT_AFFINITY_COOKIE, Reason, Route, RoutingModel, backend_key, decide
+from songbird.lab.translator import translate
 from tests.lab.objects import HOST, canary, ingress, main
 
 EPS = {"nginx-v1": ["127.0.0.1:1001", "127.0.0.1:1002"], "nginx-v2": ["127.0.0.1:2001"]}

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from controller.kube import ApiSettings, KubeClient
-from controller.ports import Clock
+from songbird.controller.kube import ApiSettings, KubeClient
+from songbird.controller.ports import Clock
 from tests.support.kube_emulator import KubeEmulator
 
 Obj = dict[str, Any]

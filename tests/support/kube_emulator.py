@@ -4,6 +4,6 @@ Kept so that tests import their harness from ``tests.support``; the implementati
 which needs it at run time (see `lab.apiserver` for what the emulator does and does not emulate).
 """
 
-from lab.apiserver import RESOURCES, KubeEmulator, Obj, RbacRule, SeenRequest, rbac_rules
+from songbird.lab.apiserver import RESOURCES, KubeEmulator, Obj, RbacRule, SeenRequest, rbac_rules
 
 __all__ = ["RESOURCES", "KubeEmulator", "Obj", "RbacRule", "SeenRequest", "rbac_rules"]

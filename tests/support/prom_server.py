@@ -4,7 +4,7 @@ Kept so that tests import their harness from ``tests.support``; the implementati
 which needs it at run time (see `lab.prometheus` for backfill pitfalls and live scraping).
 """
 
-from lab.prometheus import (
+from songbird.lab.prometheus import (
     MISSING_BINARY,
     PrometheusNotInstalledError,
     PrometheusServer,

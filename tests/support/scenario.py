@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lab import scenarios
-from lab.scenarios import (
+from songbird.lab import scenarios
+from songbird.lab.scenarios import (
     APP,
     CANARY,
     HOST,

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from analysis.evaluate import PrometheusEvaluator
-from analysis.state import RolloutState
-from controller.kube import KubeClient
-from controller.reconciler import Observer, Reconciler, TickResult, read_state
-from controller.router import make_router
+from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.state import RolloutState
+from songbird.controller.kube import KubeClient
+from songbird.controller.reconciler import Observer, Reconciler, TickResult, read_state
+from songbird.controller.routers import make_router
 from tests.support import scenario
 from tests.support.clusters import Cluster, EmulatedCluster
 from tests.support.kube_emulator import KubeEmulator

@@ -17,10 +17,10 @@ import re
 
 import pytest
 
-from analysis.compare import SHARED_OUTAGE_REASON, CompareParams, combine, fmt, judge_metric
-from analysis.state import RolloutState
-from analysis.verdict import MetricResult, Verdict, WindowCounts
-from config.policy import Compare
+from songbird.analysis.compare import SHARED_OUTAGE_REASON, CompareParams, combine, fmt, judge_metric
+from songbird.analysis.state import RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
+from songbird.config.policy import Compare
 
 PARAMS = CompareParams()  # tolerance 1.2, badRatio 2, alpha 1%, beta 5%
 

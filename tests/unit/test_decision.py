@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from analysis.decision import Action, Decision, Facts, decide, evaluation_due
-from analysis.state import Phase, RolloutState
-from analysis.verdict import MetricResult, Verdict
-from config.loader import load_policy_yaml
+from songbird.analysis.decision import Action, Decision, Facts, decide, evaluation_due
+from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.config.loader import load_policy_yaml
 
 POLICY = load_policy_yaml("""
 ingress: nginx

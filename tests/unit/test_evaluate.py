@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from analysis.evaluate import judge
-from analysis.observe import MetricObservation
-from analysis.state import RolloutState
-from analysis.verdict import Verdict, WindowCounts
-from config.loader import load_policy_yaml
+from songbird.analysis.evaluate import judge
+from songbird.analysis.observe import MetricObservation
+from songbird.analysis.state import RolloutState
+from songbird.analysis.verdict import Verdict, WindowCounts
+from songbird.config.loader import load_policy_yaml
 
 POLICY = load_policy_yaml("""
 ingress: nginx

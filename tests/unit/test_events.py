@@ -8,7 +8,7 @@ eventTime is set (128 and 1024), with the reporting fields that validation requi
 
 from __future__ import annotations
 
-from controller.events import EVENT_REPORTER, event_body, rfc3339
+from songbird.controller.events import EVENT_REPORTER, event_body, rfc3339
 
 POLICY = {
     "apiVersion": "v1",

@@ -18,8 +18,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis import evidence as ev
-from analysis.state import RolloutState
+from songbird.analysis import evidence as ev
+from songbird.analysis.state import RolloutState
 from tests.support.rollout_windows import rollout_windows
 
 

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from analysis.forecast import describe, forecast, requests_needed, walk
-from config.loader import load_policy_yaml
+from songbird.analysis.forecast import describe, forecast, requests_needed, walk
+from songbird.config.loader import load_policy_yaml
 
 POLICY = load_policy_yaml("""
 ingress: nginx

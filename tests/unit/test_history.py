@@ -20,17 +20,17 @@ import math
 import numpy as np
 import pytest
 
-from analysis import evidence as ev
-from analysis.compare import judge_metric
-from analysis.history import (
+from songbird.analysis import evidence as ev
+from songbird.analysis.compare import judge_metric
+from songbird.analysis.history import (
     HISTORY_BAD,
     HISTORY_SECONDS,
     HISTORY_TOTAL,
     ONE_BAD,
 )
-from analysis.params import CompareParams
-from analysis.state import RolloutState
-from analysis.verdict import MetricResult, Verdict, WindowCounts
+from songbird.analysis.params import CompareParams
+from songbird.analysis.state import RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
 from tests.support.rollout_windows import rollout_windows
 
 SIX_HOURS = 6 * 3600.0

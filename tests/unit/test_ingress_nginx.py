@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from analysis.plan import TrafficSplit
-from config.errors import OwnershipError, PolicyError
-from config.loader import load_policy_yaml
-from controller.ingress_nginx import IngressNginxRouter
-from controller.ports import Kind, Obj
+from songbird.analysis.plan import TrafficSplit
+from songbird.config.errors import OwnershipError, PolicyError
+from songbird.config.loader import load_policy_yaml
+from songbird.controller.ports import Kind, Obj
+from songbird.controller.routers.ingress_nginx import IngressNginxRouter
 from tests.support import scenario
 
 P = "nginx.ingress.kubernetes.io"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from controller.lease import (
+from songbird.controller.lease import (
     Action,
     Elector,
     LeaseRecord,

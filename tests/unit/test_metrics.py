@@ -19,9 +19,9 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from analysis.state import Evaluation, Phase, RolloutState
-from analysis.verdict import MetricResult, Verdict
-from controller.metrics import ControllerMetrics
+from songbird.analysis.state import Evaluation, Phase, RolloutState
+from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.controller.metrics import ControllerMetrics
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -11,11 +11,11 @@ import jsonschema
 import pytest
 import yaml
 
-from config.errors import PolicyError
-from config.fields import format_duration, parse_duration
-from config.loader import load_policy_configmap, load_policy_yaml
-from config.schema import policy_schema
-from config.template import render_template
+from songbird.config.errors import PolicyError
+from songbird.config.fields import format_duration, parse_duration
+from songbird.config.loader import load_policy_configmap, load_policy_yaml
+from songbird.config.schema import policy_schema
+from songbird.config.template import render_template
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis import queries
-from analysis.queries import IngressTarget, Version
-from config.errors import PolicyError
-from config.policy import MetricSpec
+from songbird.analysis import queries
+from songbird.analysis.queries import IngressTarget, Version
+from songbird.config.errors import PolicyError
+from songbird.config.policy import MetricSpec
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(

@@ -22,10 +22,10 @@ import math
 import numpy as np
 import pytest
 
-from analysis.state import Phase
-from bench import methods as mt
-from bench.decision_quality import canary_requests_by, fixed_horizon_power, simulate, tolerance_cost
-from bench.simulate import (
+from songbird.analysis.state import Phase
+from songbird.bench import methods as mt
+from songbird.bench.decision_quality import canary_requests_by, fixed_horizon_power, simulate, tolerance_cost
+from songbird.bench.simulate import (
     BUCKETS,
     Outage,
     Scenario,

@@ -11,11 +11,11 @@ Covers the verdict and the exact reason a person reads for:
 
 from __future__ import annotations
 
-from analysis.observe import MetricObservation
-from analysis.queries import latency_bucket
-from analysis.threshold import judge_threshold
-from analysis.verdict import Verdict, WindowCounts
-from config.policy import MetricSpec
+from songbird.analysis.observe import MetricObservation
+from songbird.analysis.queries import latency_bucket
+from songbird.analysis.threshold import judge_threshold
+from songbird.analysis.verdict import Verdict, WindowCounts
+from songbird.config.policy import MetricSpec
 
 
 def counts(n_c: float, x_c: float, n_s: float = 5000.0, x_s: float = 5.0) -> WindowCounts:

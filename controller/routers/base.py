@@ -1,9 +1,10 @@
-"""The traffic-router edge: one protocol, one module per provider, one line in `make_router`.
+"""The traffic-router edge: the `Router` protocol and the shapes it speaks in (`Change`, `RouteView`).
 
 A router reads the objects it owns or depends on (through `ClusterReader`), checks ownership, and renders
 the minimal changes that bring them to a desired `TrafficSplit`. Rendering is pure; the reconciler applies
 the changes in the order given and skips none (a router returns no change for a no-op).
-Adding Gateway API means adding one module beside `controller.ingress_nginx`, not editing the reconciler.
+Providers live beside this module (`routers.ingress_nginx`) and are named in the registry of
+`songbird.controller.routers`; they import this module, never the registry, so there is no import circle.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from analysis.plan import TrafficSplit
-from config.policy import Policy
-from controller.ports import ClusterReader, Kind, Obj
+from songbird.analysis.plan import TrafficSplit
+from songbird.config.policy import Policy
+from songbird.controller.ports import ClusterReader, Kind, Obj
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,11 +45,3 @@ class Router(Protocol):
     def plan(self, view: RouteView, policy: Policy, rollout: str, split: TrafficSplit) -> list[Change]:
         """The changes, in a safe order, that make the route match ``split``. Empty for a no-op."""
         ...
-
-
-def make_router(provider: str, *, annotation_prefix: str = "nginx.ingress.kubernetes.io") -> Router:
-    if provider == "ingress-nginx":
-        from controller.ingress_nginx import IngressNginxRouter  # noqa: PLC0415  (one provider loaded)
-
-        return IngressNginxRouter(prefix=annotation_prefix)
-    raise ValueError(f"unknown traffic provider {provider!r} (known: ingress-nginx)")

@@ -20,11 +20,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from analysis.plan import TrafficSplit
-from config.errors import NotFound, OwnershipError, PolicyError
-from config.policy import MANAGED_BY_ANNOTATION, MANAGED_BY_VALUE, Policy
-from controller.ports import ClusterReader, Kind, Obj
-from controller.router import Change, RouteView
+from songbird.analysis.plan import TrafficSplit
+from songbird.config.errors import NotFound, OwnershipError, PolicyError
+from songbird.config.policy import MANAGED_BY_ANNOTATION, MANAGED_BY_VALUE, Policy
+from songbird.controller.ports import ClusterReader, Kind, Obj
+from songbird.controller.routers.base import Change, RouteView
 
 ROLLOUT_LABEL = "songbird.dev/rollout"
 # Annotation suffixes Songbird writes on the canary Ingress (and removes when it withdraws routing).
