@@ -12,7 +12,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from songbird.analysis.cause import Cause, read_cause
 from songbird.analysis.verdict import MetricResult
+
+#: The statistical judge's running sums, per metric then per alternative (see `analysis.evidence`).
+Evidence = dict[str, dict[str, float]]
 
 HISTORY_LIMIT = 20  # evaluations kept in the status; the annotation must stay well below 256 KiB
 
@@ -78,10 +82,11 @@ class RolloutState:
     error_since: float | None = None  # start of the current run of ERROR evaluations
     promoted_at: float | None = None  # when the main Ingress was switched to the canary
     reason: str = ""
+    cause: Cause = Cause.UNKNOWN  # why ``reason`` was said (code reads this, people the reason)
+    cause_metric: str = ""  # the metric the cause is about, if any (a FAIL, a shared outage)
     forecast: str = ""  # predicted time to promotion evidence, said when the rollout starts
     history: tuple[Evaluation, ...] = ()
-    # The statistical judge's running sums, per metric then per alternative (see analysis.evidence).
-    evidence: dict[str, dict[str, float]] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=dict)
 
     def with_evaluation(self, evaluation: Evaluation) -> RolloutState:
         history = (*self.history, evaluation)[-HISTORY_LIMIT:]
@@ -90,6 +95,7 @@ class RolloutState:
     def to_json(self) -> str:
         data = asdict(self)
         data["phase"] = self.phase.value
+        data["cause"] = self.cause.value
         data["history"] = [e.to_dict() for e in self.history]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
@@ -102,6 +108,8 @@ class RolloutState:
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["phase"] = Phase(kwargs.get("phase", Phase.IDLE.value))
+        kwargs["cause"] = read_cause(kwargs.get("cause"))
+        kwargs["cause_metric"] = str(kwargs.get("cause_metric") or "")
         kwargs["history"] = tuple(Evaluation.from_dict(e) for e in kwargs.get("history", []))
         kwargs["evidence"] = {
             str(m): {str(k): float(v) for k, v in alts.items()}
