@@ -20,6 +20,7 @@ in ``outcome`` (ACTIVE, ROLLBACK, PROMOTE, PAUSED) and ``time`` (seconds into th
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -132,7 +133,7 @@ class Songbird(Method):
                     "error-rate": {**seen, HISTORY_BAD: float(history.bad[i])},
                     "latency": {**seen, HISTORY_BAD: float(history.slow[i])},
                 }
-            self._tick(i, EPOCH, _no_window, started=lambda s, e=evidence: replace(s, evidence=e))
+            self._tick(i, EPOCH, _no_window, started=functools.partial(_with_evidence, evidence=evidence))
 
     def weights(self) -> np.ndarray:
         return np.array([s.weight for s in self.states]) / 100.0
@@ -211,11 +212,15 @@ class Songbird(Method):
 
         for run in np.flatnonzero(active):
             i = int(run)
-            self._tick(i, t, lambda state, i=i: verdicts(i, state))
+            self._tick(i, t, functools.partial(verdicts, i))
 
     def finish_one(self, i: int, outcome: int, t: float) -> None:
         self.outcome[i] = outcome
         self.time[i] = t - EPOCH
+
+
+def _with_evidence(state: RolloutState, *, evidence: Evidence) -> RolloutState:
+    return replace(state, evidence=evidence)
 
 
 def _no_window(state: RolloutState) -> tuple[tuple[MetricResult, ...], Evidence]:

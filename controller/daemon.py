@@ -24,11 +24,11 @@ from songbird.controller.health import HealthServer, Readiness, Role
 from songbird.controller.kube import KubeClient
 from songbird.controller.lease import Elector
 from songbird.controller.metrics import ControllerMetrics
-from songbird.controller.observer import MetricsObserver
 from songbird.controller.ports import Clock, SystemClock
 from songbird.controller.reconciler import Reconciler
 from songbird.controller.routers import make_router
 from songbird.controller.scheduler import Job, Scheduler
+from songbird.controller.tick_metrics import TickMetrics
 
 VERSION = "0.1.0"
 log = structlog.get_logger("songbird")
@@ -83,7 +83,7 @@ class Controller:
                 default_url=settings.prometheus_url, on_query=self.metrics.observe_prometheus_query
             ),
             clock=self.clock,
-            observer=MetricsObserver(self.metrics),
+            listener=TickMetrics(self.metrics),
             on_forget=self.metrics.forget_rollout,
         )
         self.scheduler = Scheduler(

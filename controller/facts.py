@@ -74,7 +74,7 @@ def resolve_stable(reader: ClusterReader, namespace: str, policy: Policy, servic
     return matches[0]
 
 
-def observe(
+def read_facts(
     reader: ClusterReader, router_view: RouteView, namespace: str, policy: Policy, state: RolloutState
 ) -> Observed:
     canary = _require(reader, Kind.DEPLOYMENT, namespace, policy.canary.deployment, "canary.deployment")

@@ -19,18 +19,17 @@ from typing import Any, Protocol
 
 import structlog
 
-from songbird.analysis.decision import Action, Decision, decide, evaluation_due
+from songbird.analysis.decision import Action, Decision, Facts
 from songbird.analysis.plan import Target
-from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.state import Evidence, Phase, RolloutState
+from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult
 from songbird.config.errors import ClusterError, NotFound, OwnershipError, PolicyError, SongbirdError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import STATUS_ANNOTATION, Policy
-from songbird.controller.facts import Observed, observe
+from songbird.controller.facts import Observed, read_facts
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
 from songbird.controller.routers.base import Router
-
-MAX_TRANSITIONS = 4  # decisions taken in one tick (e.g. rollback: withdraw traffic, then remove the canary)
 
 log = structlog.get_logger("songbird")
 
@@ -38,7 +37,7 @@ log = structlog.get_logger("songbird")
 class Evaluator(Protocol):
     def evaluate(
         self, policy: Policy, namespace: str, state: RolloutState, now: float
-    ) -> tuple[tuple[MetricResult, ...], dict[str, dict[str, float]]]:
+    ) -> tuple[tuple[MetricResult, ...], Evidence]:
         """Verdicts for every metric of the policy, and the judge's updated evidence sums."""
         ...
 
@@ -46,14 +45,12 @@ class Evaluator(Protocol):
         """Before a rollout: how long promotion evidence should take at the observed traffic."""
         ...
 
-    def history(
-        self, policy: Policy, namespace: str, state: RolloutState, now: float
-    ) -> dict[str, dict[str, float]]:
+    def history(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> Evidence:
         """Before a rollout: the stable's counts over the last hours, as evidence entries for the judge."""
         ...
 
 
-class Observer(Protocol):
+class TickListener(Protocol):
     """Receives what a tick did (the controller's own /metrics)."""
 
     def tick_done(
@@ -85,7 +82,7 @@ class Reconciler:
         router: Router,
         evaluator: Evaluator,
         clock: Clock,
-        observer: Observer | None = None,
+        listener: TickListener | None = None,
         on_forget: Callable[[str, str], None] | None = None,
     ) -> None:
         self.reader = reader
@@ -94,7 +91,7 @@ class Reconciler:
         self.router = router
         self.evaluator = evaluator
         self.clock = clock
-        self.observer = observer
+        self.listener = listener
         self.on_forget = on_forget
 
     # -- the tick ----------------------------------------------------------------------------------------
@@ -118,57 +115,44 @@ class Reconciler:
         initial = state
         try:
             policy = load_policy_configmap(configmap)
-            view = self.router.observe(self.reader, namespace, policy, name)
-            observed = observe(self.reader, view, namespace, policy, state)
+            view = self.router.read(self.reader, namespace, policy, name)
+            observed = read_facts(self.reader, view, namespace, policy, state)
         except (PolicyError, OwnershipError, NotFound) as exc:
             return self._refuse(configmap, state, _describe(exc, configmap), now)
         except ClusterError as exc:
             return self._refuse(configmap, state, f"Kubernetes API: {exc}", now, transient=True)
 
-        results = None
-        if evaluation_due(policy, state, now):
-            results, evidence = self.evaluator.evaluate(policy, namespace, state, now)
-            state = replace(state, evidence=evidence)
-        decisions: list[Decision] = []
+        tick = _Transitions(self, configmap, namespace, name, policy, observed, state, now)
         try:
-            for _ in range(MAX_TRANSITIONS):
-                decision = decide(policy, state, observed.facts, results, now)
-                if decision.state.phase is Phase.INITIALIZING and state.phase is not Phase.INITIALIZING:
-                    said = self.evaluator.forecast(policy, namespace, decision.state, now)
-                    log.info("forecast", rollout=f"{namespace}/{name}", forecast=said)
-                    seen = self.evaluator.history(policy, namespace, decision.state, now)
-                    evidence = {**decision.state.evidence, **seen}
-                    decision = replace(
-                        decision, state=replace(decision.state, forecast=said, evidence=evidence)
-                    )
-                self._act(policy, namespace, name, observed, decision.target)
-                self._record(configmap, namespace, name, state, decision, evaluated=results is not None)
-                decisions.append(decision)
-                state = decision.state
-                if not decision.again:
-                    break
-                results = None
-                view = self.router.observe(self.reader, namespace, policy, name)
-                observed = observe(self.reader, view, namespace, policy, state)
+            step(
+                policy,
+                state,
+                observed.facts,
+                now,
+                verdicts=tick.verdicts,
+                started=tick.started,
+                acted=tick.acted,
+            )
         except (ClusterError, OwnershipError) as exc:
             # Nothing after the failed call was done and the state of the failed transition is not recorded:
             # the next tick decides again from what is in force.
             return self._refuse(
-                configmap, state, f"Kubernetes API: {exc}", now, transient=True, decisions=tuple(decisions)
+                configmap, tick.state, f"Kubernetes API: {exc}", now, transient=True, decisions=tick.done
             )
-        if self.observer is not None:
+        decisions, state = tick.done, tick.state
+        if self.listener is not None:
             target = next((d.target for d in reversed(decisions) if d.target is not None), None)
-            facts = observed.facts
-            self.observer.tick_done(
+            facts = tick.observed.facts
+            self.listener.tick_done(
                 namespace,
                 name,
                 initial,
                 state,
-                tuple(decisions),
+                decisions,
                 target.canary_replicas if target is not None else facts.canary_replicas,
                 target.stable_replicas if target is not None else facts.stable_replicas,
             )
-        return TickResult(state=state, decisions=tuple(decisions))
+        return TickResult(state=state, decisions=decisions)
 
     # -- act ---------------------------------------------------------------------------------------------
 
@@ -293,6 +277,56 @@ class Reconciler:
             )
 
 
+class _Transitions:
+    """The I/O between the transitions of one tick, handed to `analysis.step.step`: judge the metrics,
+    read the stable's history at a start, and for each decision act, then record, then (after an
+    ``again``) read the cluster afresh for the next one."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        configmap: Obj,
+        namespace: str,
+        name: str,
+        policy: Policy,
+        observed: Observed,
+        state: RolloutState,
+        now: float,
+    ) -> None:
+        self.r = reconciler
+        self.configmap = configmap
+        self.namespace = namespace
+        self.name = name
+        self.policy = policy
+        self.observed = observed
+        self.state = state  # the last state recorded (or read at the tick's start)
+        self.now = now
+        self.evaluated = False
+        self.done: tuple[Decision, ...] = ()  # decisions acted on and recorded, in order
+
+    def verdicts(self, state: RolloutState) -> tuple[tuple[MetricResult, ...], Evidence]:
+        self.evaluated = True
+        return self.r.evaluator.evaluate(self.policy, self.namespace, state, self.now)
+
+    def started(self, state: RolloutState) -> RolloutState:
+        said = self.r.evaluator.forecast(self.policy, self.namespace, state, self.now)
+        log.info("forecast", rollout=f"{self.namespace}/{self.name}", forecast=said)
+        seen = self.r.evaluator.history(self.policy, self.namespace, state, self.now)
+        return replace(state, forecast=said, evidence={**state.evidence, **seen})
+
+    def acted(self, decision: Decision, facts: Facts) -> Facts:
+        r = self.r
+        r._act(self.policy, self.namespace, self.name, self.observed, decision.target)
+        evaluated = self.evaluated and not self.done  # only the tick's first decision saw the verdicts
+        r._record(self.configmap, self.namespace, self.name, self.state, decision, evaluated=evaluated)
+        self.done = (*self.done, decision)
+        self.state = decision.state
+        if decision.again:
+            view = r.router.read(r.reader, self.namespace, self.policy, self.name)
+            self.observed = read_facts(r.reader, view, self.namespace, self.policy, self.state)
+        return self.observed.facts
+
+
 def _same(a: RolloutState, b: RolloutState) -> bool:
     return replace(a, updated_at=None, reason="") == replace(b, updated_at=None, reason="")
 
@@ -347,4 +381,4 @@ def status_dict(state: RolloutState) -> dict[str, Any]:
     }
 
 
-__all__ = ["Action", "Evaluator", "Observer", "Reconciler", "TickResult", "read_state", "write_state"]
+__all__ = ["Action", "Evaluator", "Reconciler", "TickListener", "TickResult", "read_state", "write_state"]

@@ -97,9 +97,9 @@ class IngressNginxRouter:
     def _key(self, suffix: str) -> str:
         return f"{self.prefix}/{suffix}"
 
-    # -- observe ---------------------------------------------------------------------------------------
+    # -- read ------------------------------------------------------------------------------------------
 
-    def observe(self, reader: ClusterReader, namespace: str, policy: Policy, rollout: str) -> RouteView:
+    def read(self, reader: ClusterReader, namespace: str, policy: Policy, rollout: str) -> RouteView:
         main = reader.get(Kind.INGRESS, namespace, policy.ingress)
         if main is None:
             raise NotFound(

@@ -20,7 +20,7 @@ import pytest
 from songbird.analysis.evaluate import PrometheusEvaluator
 from songbird.analysis.state import RolloutState
 from songbird.controller.kube import KubeClient
-from songbird.controller.reconciler import Observer, Reconciler, TickResult, read_state
+from songbird.controller.reconciler import Reconciler, TickListener, TickResult, read_state
 from songbird.controller.routers import make_router
 from tests.support import scenario
 from tests.support.clusters import Cluster, EmulatedCluster
@@ -168,7 +168,7 @@ def seed(kube: KubeEmulator | Cluster, namespace: str = scenario.NAMESPACE) -> N
 
 
 def build_reconciler(
-    cluster: Cluster, clock: VirtualClock, observer: Observer | None = None
+    cluster: Cluster, clock: VirtualClock, listener: TickListener | None = None
 ) -> tuple[Reconciler, KubeClient]:
     client = cluster.client(clock)
     reconciler = Reconciler(
@@ -178,7 +178,7 @@ def build_reconciler(
         router=make_router("ingress-nginx"),
         evaluator=PrometheusEvaluator(default_url=None),
         clock=clock,
-        observer=observer,
+        listener=listener,
     )
     return reconciler, client
 
@@ -195,7 +195,7 @@ def world(
     policy: str = BASE_POLICY,
     start: float = T0 + 600,
     prometheus_url: str | None = None,
-    observer: Observer | None = None,
+    listener: TickListener | None = None,
 ) -> Iterator[World]:
     """The scenario seeded in ``cluster``, a Prometheus with ``HISTORY`` seconds of traffic, the policy
     applied. ``prometheus_url`` replaces the real server's address in the policy (an unreachable one)."""
@@ -207,7 +207,7 @@ def world(
     with prom:
         seed(cluster, cluster.namespace)
         clock = VirtualClock(start)
-        reconciler, client = build_reconciler(cluster, clock, observer)
+        reconciler, client = build_reconciler(cluster, clock, listener)
         w = World(
             cluster=cluster,
             prom_url=prometheus_url or prom.url,
