@@ -15,6 +15,9 @@ from typing import Any
 from songbird.analysis.cause import Cause, read_cause
 from songbird.analysis.verdict import MetricResult
 
+#: The annotation of the policy ConfigMap that holds the rollout status (`RolloutState.to_json`).
+STATUS_ANNOTATION = "songbird.dev/status"
+
 #: The statistical judge's running sums, per metric then per alternative (see `analysis.evidence`).
 Evidence = dict[str, dict[str, float]]
 

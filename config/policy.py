@@ -24,9 +24,6 @@ from songbird.config.fields import (
 
 POLICY_LABEL = "songbird.dev/policy"
 POLICY_KEY = "policy.yaml"
-STATUS_ANNOTATION = "songbird.dev/status"
-MANAGED_BY_ANNOTATION = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "songbird"
 
 BUILTIN_METRICS = ("error-rate", "latency")
 

@@ -18,8 +18,9 @@ from types import FrameType
 import structlog
 
 from songbird.analysis.evaluate import PrometheusEvaluator
-from songbird.config.errors import ClusterError, PolicyError
+from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_configmap
+from songbird.controller.errors import ClusterError
 from songbird.controller.health import HealthServer, Readiness, Role
 from songbird.controller.kube import KubeClient
 from songbird.controller.lease import Elector

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from songbird.config.errors import ClusterError, Conflict, NotFound
+from songbird.controller.errors import ClusterError, Conflict, NotFound
 from songbird.controller.ports import Clock, Obj
 
 log = structlog.get_logger()

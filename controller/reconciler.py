@@ -21,12 +21,13 @@ import structlog
 
 from songbird.analysis.decision import Action, Decision, Facts
 from songbird.analysis.plan import Target
-from songbird.analysis.state import Evidence, Phase, RolloutState
+from songbird.analysis.state import STATUS_ANNOTATION, Evidence, Phase, RolloutState
 from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult
-from songbird.config.errors import ClusterError, NotFound, OwnershipError, PolicyError, SongbirdError
+from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.loader import load_policy_configmap
-from songbird.config.policy import STATUS_ANNOTATION, Policy
+from songbird.config.policy import Policy
+from songbird.controller.errors import ClusterError, NotFound, OwnershipError
 from songbird.controller.facts import Observed, read_facts
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
 from songbird.controller.routers.base import Router

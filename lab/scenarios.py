@@ -64,6 +64,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+# The lab's objects carry the controller's own keys (re-exported for the lab's modules).
+from songbird.analysis.state import STATUS_ANNOTATION as STATUS_ANNOTATION
+from songbird.config.policy import POLICY_KEY as POLICY_KEY
+from songbird.config.policy import POLICY_LABEL as POLICY_LABEL
 from songbird.lab.backend import BackendProfile
 from songbird.lab.sync import PROFILE_ANNOTATION_PREFIX
 
@@ -78,9 +82,6 @@ MAIN_INGRESS = "nginx"
 STABLE = "nginx-v1"
 CANARY = "nginx-v2"
 POLICY_NAME = "nginx-rollout"
-POLICY_LABEL = "songbird.dev/policy"
-POLICY_KEY = "policy.yaml"
-STATUS_ANNOTATION = "songbird.dev/status"
 IMAGES = {"v1": "nginx:1.25", "v2": "nginx:1.27"}
 # Which version each Service serves (the Services select on the ``version`` label).
 SERVICE_VERSIONS = {STABLE: "v1", CANARY: "v2"}

@@ -21,8 +21,10 @@ import copy
 from typing import Any
 
 from songbird.analysis.plan import TrafficSplit
-from songbird.config.errors import NotFound, OwnershipError, PolicyError
-from songbird.config.policy import MANAGED_BY_ANNOTATION, MANAGED_BY_VALUE, Policy
+from songbird.config.errors import PolicyError
+from songbird.config.policy import Policy
+from songbird.controller.errors import NotFound, OwnershipError
+from songbird.controller.keys import MANAGED_BY_ANNOTATION, MANAGED_BY_VALUE
 from songbird.controller.ports import ClusterReader, Kind, Obj
 from songbird.controller.routers.base import Change, RouteView
 

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from songbird.analysis.state import Phase, RolloutState
-from songbird.config.policy import STATUS_ANNOTATION
+from songbird.analysis.state import STATUS_ANNOTATION, Phase, RolloutState
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.world import BASE_POLICY, policy_configmap
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from songbird.analysis.plan import TrafficSplit
-from songbird.config.errors import OwnershipError, PolicyError
+from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_yaml
+from songbird.controller.errors import OwnershipError
 from songbird.controller.ports import Kind, Obj
 from songbird.controller.routers.ingress_nginx import IngressNginxRouter
 from tests.support import scenario
