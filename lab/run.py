@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.state import STATUS_ANNOTATION, Phase, RolloutState
 from songbird.lab import scenarios
 from songbird.lab.apiserver import KubeEmulator
 from songbird.lab.cluster import ClusterError, KubeCluster, missing_seed, routing_model
@@ -505,7 +505,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
 
 def _state(plane: _Plane) -> RolloutState:
     cm = plane.configmap() or {}
-    raw = ((cm.get("metadata") or {}).get("annotations") or {}).get(scenarios.STATUS_ANNOTATION)
+    raw = ((cm.get("metadata") or {}).get("annotations") or {}).get(STATUS_ANNOTATION)
     if not raw:
         return RolloutState(reason="waiting for the controller")
     try:

@@ -64,10 +64,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-# The lab's objects carry the controller's own keys (re-exported for the lab's modules).
-from songbird.analysis.state import STATUS_ANNOTATION as STATUS_ANNOTATION
-from songbird.config.policy import POLICY_KEY as POLICY_KEY
-from songbird.config.policy import POLICY_LABEL as POLICY_LABEL
+from songbird.config.policy import POLICY_KEY, POLICY_LABEL
 from songbird.lab.backend import BackendProfile
 from songbird.lab.sync import PROFILE_ANNOTATION_PREFIX
 
