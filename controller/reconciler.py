@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -370,16 +370,4 @@ def _event_reason(before: RolloutState, after: RolloutState, decision: Decision)
     return names.get(after.phase, decision.action.value.capitalize())
 
 
-def status_dict(state: RolloutState) -> dict[str, Any]:
-    """A compact view of the status for the CLI."""
-    return {
-        "phase": state.phase.value,
-        "step": state.step + 1,
-        "weight": state.weight,
-        "canary": state.canary,
-        "stable": state.stable,
-        "reason": state.reason,
-    }
-
-
-__all__ = ["Action", "Evaluator", "Reconciler", "TickListener", "TickResult", "read_state", "write_state"]
+__all__ = ["Evaluator", "Reconciler", "TickListener", "TickResult", "read_state", "write_state"]
