@@ -7,11 +7,13 @@ stops at "waiting for canary pods"; verdicts are asked for only when an evaluati
 the first decision; a decisive FAIL is two transitions in one tick (traffic withdrawn with the pods kept,
 then the canary scaled to 0), each with the metric as its cause; a promotion is three transitions over two
 ticks (promote, switch the route, after scaleDownDelay scale the stable down); ``acted`` sees every
-decision, in order, with the facts it was taken from; an exception from ``acted`` ends the tick.
+decision, in order, with the facts it was taken from; an exception from ``acted`` ends the tick; the cause is
+kept in the status, and a status without one (or with an unknown one) reads as UNKNOWN.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -175,3 +177,13 @@ def test_an_error_while_acting_ends_the_tick() -> None:
     with pytest.raises(Refused):
         step(POLICY, RolloutState(), FACTS, T0, verdicts=never, acted=refuse)
     assert [d.cause for d in calls] == [Cause.STARTED]
+
+
+def test_the_cause_survives_the_status_and_old_statuses_still_read() -> None:
+    state = started_at(T0)
+    assert RolloutState.from_json(state.to_json()) == state and state.cause is Cause.STEP_STARTED
+    old = json.loads(state.to_json())
+    del old["cause"], old["cause_metric"]  # written before causes existed
+    assert RolloutState.from_json(json.dumps(old)).cause is Cause.UNKNOWN
+    newer = {**old, "cause": "a-cause-from-a-newer-controller"}
+    assert RolloutState.from_json(json.dumps(newer)).cause is Cause.UNKNOWN
