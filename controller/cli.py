@@ -15,6 +15,7 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from songbird.analysis.state import RolloutState
 from songbird.config.errors import PolicyError, SongbirdError
@@ -98,17 +99,47 @@ def _schema(_: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str, argv: list[str]) -> int:
-    """Run another entry point's ``main(argv)`` (the benchmark and the lab live outside the controller)."""
-    return int(importlib.import_module(module).main(argv) or 0)
+@dataclass(frozen=True, kw_only=True)
+class Delegated:
+    """A command whose code lives outside the controller, in a package with its own extra."""
+
+    command: str  # as the user types it: "songbird lab"
+    module: str  # the entry point whose ``main(argv)`` runs it
+    extra: str  # the pyproject extra that installs its dependencies
+
+
+class MissingExtra(Exception):
+    """A delegated command's third-party dependency cannot be imported (its extra is not installed)."""
+
+
+def _delegate(target: Delegated, argv: list[str]) -> int:
+    """Run ``target``'s ``main(argv)``. The lab and the benchmarks depend on packages the controller does
+    not (kmock, numpy, matplotlib); a plain ``pip install songbird`` leaves them out, and the first import
+    of one of them, at load or later, becomes `MissingExtra` naming the extra that adds it."""
+    try:
+        return int(importlib.import_module(target.module).main(argv) or 0)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if not missing or missing == "songbird":
+            raise  # our own code is broken, or the import failed for another reason: not a missing extra
+        raise MissingExtra(
+            f"{target.command} needs the {target.extra} extra (cannot import {missing!r}): "
+            f"pip install 'songbird[{target.extra}]'"
+        ) from exc
+
+
+_LAB = Delegated(command="songbird lab", module="songbird.lab.cli", extra="lab")
+_BENCH_DECISIONS = Delegated(
+    command="songbird bench decisions", module="songbird.bench.decision_quality", extra="bench"
+)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    return _delegate("songbird.bench.decision_quality", args.rest)
+    return _delegate(_BENCH_DECISIONS, args.rest)
 
 
 def _lab(args: argparse.Namespace) -> int:
-    return _delegate("songbird.lab.cli", args.rest)
+    return _delegate(_LAB, args.rest)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -162,22 +193,22 @@ def parser() -> argparse.ArgumentParser:
 
 # Commands whose options belong to another entry point: argparse's REMAINDER does not pass on arguments
 # that start with "--" (``songbird lab --scenario healthy``), so these are handed over before parsing.
-_DELEGATED = {("lab",): "songbird.lab.cli", ("bench", "decisions"): "songbird.bench.decision_quality"}
+_DELEGATED = {("lab",): _LAB, ("bench", "decisions"): _BENCH_DECISIONS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    for prefix, module in _DELEGATED.items():
-        if tuple(args_list[: len(prefix)]) == prefix:
-            try:
-                return _delegate(module, args_list[len(prefix) :])
-            except KeyboardInterrupt:
-                return 130
-    args = parser().parse_args(args_list)
     try:
+        for prefix, target in _DELEGATED.items():
+            if tuple(args_list[: len(prefix)]) == prefix:
+                return _delegate(target, args_list[len(prefix) :])
+        args = parser().parse_args(args_list)
         return int(args.fn(args))
     except SongbirdError as exc:
         print(f"songbird: {exc}", file=sys.stderr)
+        return 2
+    except MissingExtra as exc:
+        print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
