@@ -42,6 +42,9 @@ def _run(args: argparse.Namespace) -> int:
         prometheus_max_timeout=args.prometheus_max_timeout,
         prometheus_concurrency=args.prometheus_concurrency,
         workers=args.workers,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
     )
     controller = Controller(settings)
     controller.install_signal_handlers()
@@ -148,6 +151,9 @@ def parser() -> argparse.ArgumentParser:
         "--prometheus-concurrency", type=int, default=2, help="queries in flight per Prometheus endpoint"
     )
     run.add_argument("--workers", type=int, default=8, help="worker threads ticking rollouts")
+    run.add_argument("--lease-duration", type=int, default=15, help="seconds a standby waits out the Lease")
+    run.add_argument("--renew-deadline", type=float, default=10.0, help="seconds a leader may fail to renew")
+    run.add_argument("--retry-period", type=float, default=2.0, help="seconds between Lease rounds")
     run.set_defaults(fn=_run)
 
     status = sub.add_parser("status", help="show rollout status")

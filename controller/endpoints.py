@@ -2,8 +2,8 @@
 
 `Endpoints.wrap(url, source)` returns the `MetricsSource` the evaluator uses for that URL. Every query
 goes through the endpoint's `Guard`, which keeps three promises:
-- concurrency: at most ``limit`` queries to one endpoint run at once, each on the endpoint's own small
-  thread pool; a query that finds every slot busy fails at once ("endpoint busy") instead of waiting, so a
+- concurrency: at most ``limit`` queries to one endpoint run at once, each on its own daemon thread;
+  a query that finds every slot busy fails at once ("endpoint busy") instead of waiting, so a
   silent endpoint can occupy ``limit`` background threads and no worker;
 - deadline: the calling tick waits for its answer only until the tick's deadline (``controller.deadline``);
   past it the query fails and its thread finishes in the background, bounded by the source's own clamped
@@ -17,7 +17,6 @@ concerns, so the rollout's own ``errorDeadline`` decides what a long outage mean
 
 from __future__ import annotations
 
-import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
@@ -56,9 +55,6 @@ class Guard:
         self._consecutive = 0
         self._open_until: float | None = None
         self._trial = False
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=limit, thread_name_prefix="songbird-prom"
-        )
 
     @property
     def state(self) -> str:
@@ -72,20 +68,19 @@ class Guard:
         if deadline.remaining() <= 0:
             raise MetricsUnavailable(f"{self.url}: not asked, the tick's deadline has passed")
         self._enter()
-        try:
-            future = self._pool.submit(source.query_scalar, promql, at=at)
-        except RuntimeError as exc:  # the pool was shut down
-            self._leave(ok=False)
-            raise MetricsUnavailable(f"{self.url}: not querying, shutting down") from exc
-        future.add_done_callback(lambda f: self._leave(ok=not f.cancelled() and f.exception() is None))
+        call = _Call(source, promql, at, done=self._leave)
+        # A daemon thread per query (at most ``limit`` per endpoint at once): an abandoned query must
+        # neither hold a worker nor keep the process alive at exit, as an executor's threads would.
+        threading.Thread(target=call.run, name="songbird-prom", daemon=True).start()
         wait = deadline.remaining()
-        try:
-            return future.result(timeout=None if wait == float("inf") else max(wait, 0.0))
-        except concurrent.futures.TimeoutError as exc:
-            raise MetricsUnavailable(f"{self.url}: no answer within the tick's deadline") from exc
+        if not call.finished.wait(None if wait == float("inf") else max(wait, 0.0)):
+            raise MetricsUnavailable(f"{self.url}: no answer within the tick's deadline")
+        if call.error is not None:
+            raise call.error
+        return call.value
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        return None
 
     def _enter(self) -> None:
         with self._lock:
@@ -116,6 +111,30 @@ class Guard:
             self._consecutive += 1
             if trial or self._consecutive >= self._failures:
                 self._open_until = self._monotonic() + self._cooldown
+
+
+class _Call:
+    """One query run on its own thread; ``done(ok=...)`` is called when it ends, however late."""
+
+    def __init__(self, source: MetricsSource, promql: str, at: float, *, done: Callable[..., None]) -> None:
+        self.source = source
+        self.promql = promql
+        self.at = at
+        self.done = done
+        self.finished = threading.Event()
+        self.value: float | None = None
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            self.value = self.source.query_scalar(self.promql, at=self.at)
+        except MetricsUnavailable as exc:
+            self.error = exc
+        except Exception as exc:  # a source bug surfaces as an unavailable metric, never kills a thread
+            self.error = MetricsUnavailable(f"query failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.done(ok=self.error is None)
+            self.finished.set()
 
 
 class GuardedSource:
