@@ -39,6 +39,13 @@ def _run(args: argparse.Namespace) -> int:
         identity=args.identity,
         annotation_prefix=args.annotation_prefix,
         resync=args.resync,
+        tick_deadline=args.tick_deadline,
+        prometheus_max_timeout=args.prometheus_max_timeout,
+        prometheus_concurrency=args.prometheus_concurrency,
+        workers=args.workers,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
     )
     controller = Controller(settings)
     controller.install_signal_handlers()
@@ -161,7 +168,23 @@ def parser() -> argparse.ArgumentParser:
         default="nginx.ingress.kubernetes.io",
         help="ingress-nginx's --annotations-prefix",
     )
-    run.add_argument("--resync", type=float, default=10.0, help="seconds between policy discoveries")
+    run.add_argument("--resync", type=float, default=10.0, help="seconds between resyncs of the timed jobs")
+    run.add_argument(
+        "--tick-deadline", type=float, default=4.0, help="seconds a tick may spend on the network in total"
+    )
+    run.add_argument(
+        "--prometheus-max-timeout",
+        type=float,
+        default=5.0,
+        help="upper bound of every policy's analysis.prometheus.timeout (seconds)",
+    )
+    run.add_argument(
+        "--prometheus-concurrency", type=int, default=2, help="queries in flight per Prometheus endpoint"
+    )
+    run.add_argument("--workers", type=int, default=8, help="worker threads ticking rollouts")
+    run.add_argument("--lease-duration", type=int, default=15, help="seconds a standby waits out the Lease")
+    run.add_argument("--renew-deadline", type=float, default=10.0, help="seconds a leader may fail to renew")
+    run.add_argument("--retry-period", type=float, default=2.0, help="seconds between Lease rounds")
     run.set_defaults(fn=_run)
 
     status = sub.add_parser("status", help="show rollout status")

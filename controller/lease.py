@@ -108,7 +108,7 @@ class LeaseRecord:
         return spec
 
 
-class Action(StrEnum):
+class LeaseAction(StrEnum):
     CREATE = "create"
     TAKE_OVER = "take-over"
     RENEW = "renew"
@@ -116,29 +116,29 @@ class Action(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Decision:
-    action: Action
+class LeaseDecision:
+    action: LeaseAction
     record: LeaseRecord | None  # what to write; None when standing by
     reason: str
 
 
 def decide(
     *, observed: LeaseRecord | None, observed_at: float, identity: str, now: float, duration: int
-) -> Decision:
+) -> LeaseDecision:
     """What this replica should write, given the record it sees and since when (its own clock) it has
     seen that record unchanged."""
     if observed is None:
         record = LeaseRecord(
             holder=identity, duration=duration, acquire_time=now, renew_time=now, transitions=0
         )
-        return Decision(action=Action.CREATE, record=record, reason="no lease yet")
+        return LeaseDecision(action=LeaseAction.CREATE, record=record, reason="no lease yet")
     if observed.holder == identity:
         record = replace(observed, duration=duration, renew_time=now)
-        return Decision(action=Action.RENEW, record=record, reason="held by this replica")
+        return LeaseDecision(action=LeaseAction.RENEW, record=record, reason="held by this replica")
     expires = observed_at + observed.duration
     if observed.holder and now < expires:
-        return Decision(
-            action=Action.STANDBY,
+        return LeaseDecision(
+            action=LeaseAction.STANDBY,
             record=None,
             reason=f"held by {observed.holder}; free in {expires - now:.1f}s unless renewed",
         )
@@ -150,7 +150,7 @@ def decide(
         transitions=observed.transitions + 1,
     )
     why = f"{observed.holder} did not renew for {now - observed_at:.1f}s" if observed.holder else "released"
-    return Decision(action=Action.TAKE_OVER, record=record, reason=why)
+    return LeaseDecision(action=LeaseAction.TAKE_OVER, record=record, reason=why)
 
 
 class Elector:
@@ -185,6 +185,7 @@ class Elector:
         self._lease: Obj | None = None
         self._renewed_at: float | None = None
         self._seen = False
+        self.renewals = 0  # successful writes by this elector (create, take-over, renew)
 
     @property
     def identity(self) -> str:
@@ -236,6 +237,7 @@ class Elector:
             return self._keep_on_error(now, was_leader, exc)
         self._observe(written, now)
         self._renewed_at = now
+        self.renewals += 1
         if not was_leader:
             log.info(
                 "leader_elected",
@@ -259,7 +261,7 @@ class Elector:
         )
         self._renewed_at = None
         try:
-            written = self._write(Action.RENEW, record)
+            written = self._write(LeaseAction.RENEW, record)
         except ClusterError as exc:
             log.warning("leader_release_failed", lease=f"{self._namespace}/{self._name}", error=str(exc))
             return False
@@ -267,8 +269,8 @@ class Elector:
         log.info("leader_released", lease=f"{self._namespace}/{self._name}", identity=self._identity)
         return True
 
-    def _write(self, action: Action, record: LeaseRecord) -> Obj:
-        if action is Action.CREATE or self._lease is None:
+    def _write(self, action: LeaseAction, record: LeaseRecord) -> Obj:
+        if action is LeaseAction.CREATE or self._lease is None:
             body: Obj = {
                 "apiVersion": LEASE_API_VERSION,
                 "kind": "Lease",

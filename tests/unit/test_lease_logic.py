@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from songbird.controller.lease import (
-    Action,
     Elector,
+    LeaseAction,
     LeaseRecord,
     decide,
     format_micro_time,
@@ -39,7 +39,7 @@ def record(holder: str, *, renew: float = NOW - 100, transitions: int = 3, durat
 
 def test_no_lease_creates_one_naming_this_replica() -> None:
     decision = decide(observed=None, observed_at=NOW, identity="a", now=NOW, duration=15)
-    assert decision.action is Action.CREATE
+    assert decision.action is LeaseAction.CREATE
     assert decision.record == LeaseRecord(
         holder="a", duration=15, acquire_time=NOW, renew_time=NOW, transitions=0
     )
@@ -49,7 +49,7 @@ def test_own_lease_is_renewed_keeping_acquire_time_and_transitions() -> None:
     decision = decide(
         observed=record("a", duration=30), observed_at=NOW - 500, identity="a", now=NOW, duration=15
     )
-    assert decision.action is Action.RENEW
+    assert decision.action is LeaseAction.RENEW
     assert decision.record == LeaseRecord(
         holder="a", duration=15, acquire_time=NOW - 1000, renew_time=NOW, transitions=3
     )
@@ -58,7 +58,7 @@ def test_own_lease_is_renewed_keeping_acquire_time_and_transitions() -> None:
 @pytest.mark.parametrize("seen_for", [0.0, 1.0, 14.999])
 def test_someone_elses_lease_is_left_alone_within_the_duration(seen_for: float) -> None:
     decision = decide(observed=record("b"), observed_at=NOW - seen_for, identity="a", now=NOW, duration=15)
-    assert decision.action is Action.STANDBY
+    assert decision.action is LeaseAction.STANDBY
     assert decision.record is None
     assert decision.reason == f"held by b; free in {15 - seen_for:.1f}s unless renewed"
 
@@ -66,7 +66,7 @@ def test_someone_elses_lease_is_left_alone_within_the_duration(seen_for: float) 
 @pytest.mark.parametrize("seen_for", [15.0, 15.001, 3600.0])
 def test_someone_elses_lease_unchanged_for_the_duration_is_taken_over(seen_for: float) -> None:
     decision = decide(observed=record("b"), observed_at=NOW - seen_for, identity="a", now=NOW, duration=20)
-    assert decision.action is Action.TAKE_OVER
+    assert decision.action is LeaseAction.TAKE_OVER
     assert decision.record == LeaseRecord(
         holder="a", duration=20, acquire_time=NOW, renew_time=NOW, transitions=4
     )
@@ -76,7 +76,7 @@ def test_someone_elses_lease_unchanged_for_the_duration_is_taken_over(seen_for: 
 def test_the_record_duration_not_ours_decides_expiry() -> None:
     held_long = record("b", duration=60)
     assert decide(observed=held_long, observed_at=NOW - 30, identity="a", now=NOW, duration=15).action is (
-        Action.STANDBY
+        LeaseAction.STANDBY
     )
 
 
@@ -84,13 +84,13 @@ def test_an_old_renew_time_alone_does_not_expire_the_lease() -> None:
     # Clocks differ between replicas: only the time this replica has watched the record counts.
     stale_looking = record("b", renew=NOW - 10_000)
     decision = decide(observed=stale_looking, observed_at=NOW, identity="a", now=NOW, duration=15)
-    assert decision.action is Action.STANDBY
+    assert decision.action is LeaseAction.STANDBY
 
 
 def test_a_released_lease_is_taken_at_once() -> None:
     released = record("", transitions=7)
     decision = decide(observed=released, observed_at=NOW, identity="a", now=NOW, duration=15)
-    assert decision.action is Action.TAKE_OVER
+    assert decision.action is LeaseAction.TAKE_OVER
     assert decision.record is not None
     assert decision.record.transitions == 8
     assert decision.reason == "released"
