@@ -15,6 +15,7 @@ characters, its path and source at most `PATH_LIMIT` (200) each.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -137,6 +138,11 @@ def _show(value: Any) -> str:
     return bounded(repr(value), QUOTE_LIMIT)
 
 
+@functools.cache
+def _hints(cls: type[Any]) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def parse(cls: type[T], data: Any, path: str) -> T:
     """Build dataclass ``cls`` from plain YAML data, checking every field against its metadata."""
     if data is None:
@@ -155,7 +161,7 @@ def parse(cls: type[T], data: Any, path: str) -> T:
             f"unknown key {_show(unknown[0])} (known: {', '.join(sorted(fields))})",
             path=_join(path, unknown[0]),
         )
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for key, f in fields.items():
         fpath = _join(path, key)
@@ -285,7 +291,9 @@ def _check_bounds(value: float, path: str, meta: Mapping[str, Any], shown: Any =
 
 
 def _limit(bound: float, duration: bool) -> str:
-    return format_duration(bound) if duration else f"{bound:g}"
+    if duration:
+        return format_duration(bound)
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def validate(policy: Policy) -> None:

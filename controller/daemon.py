@@ -127,6 +127,11 @@ class Controller:
                 cadence = load_policy_configmap(cm).analysis.cadence
             except PolicyError:
                 cadence = 15.0  # still ticked, so the error is reported on the ConfigMap
+            except Exception as exc:  # one unreadable policy never stops the discovery of the others
+                cadence = 15.0
+                log.exception("policy unreadable", configmap=f"{meta.get('namespace')}/{meta.get('name')}")
+                message = f"unreadable policy ({type(exc).__name__}): {exc}"[:1024]
+                self.kube.event(cm, reason="PolicyUnreadable", message=message, warning=True)
             jobs.append(
                 Job(
                     namespace=meta.get("namespace", ""),
