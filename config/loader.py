@@ -15,7 +15,6 @@ characters, its path and source at most `PATH_LIMIT` (200) each.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 import types
@@ -138,9 +137,14 @@ def _show(value: Any) -> str:
     return bounded(repr(value), QUOTE_LIMIT)
 
 
-@functools.cache
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
 def _hints(cls: type[Any]) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """The resolved field types of a model class (resolved once: it is the slow part of a walk)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def parse(cls: type[T], data: Any, path: str) -> T:

@@ -178,7 +178,10 @@ def parser() -> argparse.ArgumentParser:
 # Commands whose options belong to another entry point: argparse's REMAINDER does not pass on arguments
 # that start with "--" (``songbird lab --scenario healthy``), so these are handed over before parsing.
 _BENCHES = {"decisions": "songbird.bench.decision_quality", "robustness": "songbird.bench.robustness"}
-_DELEGATED = {("lab",): "songbird.lab.cli", **{("bench", name): module for name, module in _BENCHES.items()}}
+_DELEGATED: dict[tuple[str, ...], str] = {
+    ("lab",): "songbird.lab.cli",
+    **{("bench", name): module for name, module in _BENCHES.items()},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
