@@ -8,7 +8,12 @@ needs and that would let one document hurt the controller:
 - bytes that are not UTF-8 text;
 - anchors and aliases (``&a``, ``*a``): refused as the parser meets them, so an alias bomb never expands;
 - collections nested deeper than `MAX_DEPTH` (20) levels: refused while composing, long before Python's
-  recursion limit;
+  recursion limit. Flow brackets are also counted before parsing (at most `MAX_OPEN_BRACKETS`, 100,
+  open at once, quotes not considered): PyYAML's scanner spends time in proportion to the open brackets
+  for every token, so 30,000 ``[`` took over a second before the composer could refuse them;
+- more than `MAX_NODES` (2,000) values in one document (a policy within every range has fewer than 600):
+  refused while composing, so reading any document costs at most about that many values, not 64 KiB of
+  tokens (a pure-Python parse of 30,000 values took two seconds);
 - explicit tags other than the core schema's (``!!str``, ``!!int``, ``!!float``, ``!!bool``, ``!!null``,
   ``!!seq``, ``!!map``): no ``!!python/...``, ``!!binary``, ``!!timestamp`` or custom tags. Dates are
   not resolved implicitly either: ``2024-01-01`` stays a string;
@@ -21,6 +26,7 @@ whose path is the document key (``policy.yaml``); never any other exception. Mes
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 import yaml
@@ -34,6 +40,8 @@ POLICY_DOCUMENT: Final = "policy.yaml"
 MAX_POLICY_BYTES: Final = 64 * 1024
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 20
+MAX_OPEN_BRACKETS: Final = 100
+MAX_NODES: Final = 2000
 QUOTE_LIMIT: Final = 60
 
 _CORE = "tag:yaml.org,2002:"
@@ -55,6 +63,7 @@ class _BoundedLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
@@ -70,6 +79,9 @@ class _BoundedLoader(yaml.SafeLoader):
                 "(plain values only: strings, numbers, booleans, null, lists and mappings)",
                 problem_mark=mark,
             )
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise _Refused(problem=f"more than {MAX_NODES} values in one document", problem_mark=mark)
         nested = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
         if nested:
             self._depth += 1
@@ -120,6 +132,23 @@ def _text(content: str | bytes, limit: int) -> str:
     return content
 
 
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _check_brackets(text: str) -> None:
+    """Refuse text with more than `MAX_OPEN_BRACKETS` flow brackets open at once (a cheap upper bound on
+    flow nesting: brackets inside quoted strings count too, which only a query could hold, balanced)."""
+    depth = 0
+    for match in _BRACKET.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > MAX_OPEN_BRACKETS:
+            raise PolicyError(
+                f"more than {MAX_OPEN_BRACKETS} brackets ([ or {{) open at once; a policy nests at most "
+                f"{MAX_DEPTH} levels",
+                path=POLICY_DOCUMENT,
+            )
+
+
 def _too_large(size: int, limit: int) -> str:
     return f"the document has {size:,} bytes or more; at most {limit:,} ({limit // 1024} KiB) are read"
 
@@ -127,6 +156,7 @@ def _too_large(size: int, limit: int) -> str:
 def read_yaml(content: str | bytes, *, limit: int = MAX_POLICY_BYTES) -> Any:
     """Plain data from one YAML document of at most ``limit`` bytes, or `PolicyError` (see above)."""
     text = _text(content, limit)
+    _check_brackets(text)
     loader: _BoundedLoader | None = None
     try:
         loader = _BoundedLoader(text)  # the reader checks every character here
@@ -136,7 +166,8 @@ def read_yaml(content: str | bytes, *, limit: int = MAX_POLICY_BYTES) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         said = [part for part in (exc.context, exc.problem) if part]
         problem = ", ".join(said) or "unreadable"
-        raise PolicyError(f"not valid YAML{where}: {bounded(problem)}", path=POLICY_DOCUMENT) from exc
+        what = "refused" if isinstance(exc, _Refused) else "not valid YAML"
+        raise PolicyError(f"{what}{where}: {bounded(problem)}", path=POLICY_DOCUMENT) from exc
     except yaml.YAMLError as exc:  # ReaderError: a control character or an unpaired surrogate
         raise PolicyError(f"not valid YAML: {bounded(str(exc))}", path=POLICY_DOCUMENT) from exc
     except RecursionError as exc:  # not reachable within MAX_DEPTH; kept so the invariant holds regardless

@@ -151,7 +151,10 @@ MINIMAL = "ingress: nginx\ncanary: {deployment: v2, service: v2}\nsteps: [50]\n"
         (MINIMAL + "#" + "x" * 70_000 + "\n", "policy.yaml", "at most 65,536 (64 KiB)"),
         ('a: &a ["x", "x"]\nb: [*a, *a]\n', "policy.yaml", "anchors (&name) are not allowed"),
         (MINIMAL + "interval: *a\n", "policy.yaml", "aliases (*name) are not allowed"),
-        ("[" * 1000 + "]" * 1000, "policy.yaml", "nested deeper than 20 levels"),
+        ("[" * 1000 + "]" * 1000, "policy.yaml", "more than 100 brackets ([ or {) open at once"),
+        ("[" * 30 + "]" * 30, "policy.yaml", "refused at line 1, column 21: nested deeper than 20 levels"),
+        ("a:\n" + "".join(f"{'  ' * i}- a{i}:\n" for i in range(25)), "policy.yaml", "nested deeper than 20"),
+        ("".join(f"k{i}: v\n" for i in range(5000)), "policy.yaml", "more than 2000 values in one document"),
         (
             MINIMAL + "interval: !!int nginx\n",
             "policy.yaml",
