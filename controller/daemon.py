@@ -345,3 +345,8 @@ def _cadence(configmap: dict[str, object]) -> float:
         return load_policy_configmap(configmap).analysis.cadence
     except PolicyError:
         return 15.0  # still ticked, so the error is reported on the ConfigMap
+    except Exception:  # a backstop: one unreadable policy never stops the watch that reads the others
+        meta = configmap.get("metadata")
+        where = f"{meta.get('namespace')}/{meta.get('name')}" if isinstance(meta, dict) else "?"
+        log.exception("policy unreadable", configmap=where)
+        return 15.0
