@@ -13,10 +13,12 @@ What counts as what (the instant-query format of https://prometheus.io/docs/prom
   carry a ``__name__`` and nothing else: any other label means the query was not aggregated to one number
   (or the answer is not for the query asked), which is Unusable, as are several series.
 - ``resultType`` ``scalar``: ``"result": [<time>, "<number>"]``, read the same way.
-- The value is a JSON string holding a decimal number, ``NaN``, ``+Inf`` or ``-Inf`` (Go's FormatFloat), at
-  most 64 characters. ``NaN`` is NoData; an infinite value is Unusable, so +Inf can never pass a ``min``
-  nor -Inf a ``max``. A value of another JSON type (``5``, ``[]``, ``null``), a time that is not a
-  number, a pair that is not two items, a missing key: Unusable, naming what was wrong.
+- The value is a JSON string holding a decimal number, ``NaN``, ``+Inf`` or ``-Inf``, at most 64
+  characters (Prometheus writes the shortest ``'f'`` form, ``'e'`` below 1e-6 and from 1e21 on: at most
+  about 25 characters; prometheus/prometheus ``util/jsonutil/marshal.go``, ``MarshalValue``). ``NaN`` is
+  NoData; an infinite value is Unusable, so +Inf can never pass a ``min`` nor -Inf a ``max``. A value
+  of another JSON type (``5``, ``[]``, ``null``), a time that is not a number, a pair that is not two
+  items, a missing key: Unusable, naming what was wrong.
 - ``resultType`` ``matrix`` (a range vector) or ``string``, an unknown one, a ``status`` other than
   ``success`` (``error`` with ``errorType``/``error``): Unusable; Prometheus' own error text is quoted
   bounded, the body never whole.
@@ -40,7 +42,7 @@ from itertools import islice
 
 from songbird.config.text import LABEL_LIMIT, REASON_LIMIT, bounded, quoted
 
-VALUE_LIMIT = 64  # characters of a sample value: Go's shortest float form needs at most 24
+VALUE_LIMIT = 64  # characters of a sample value (Prometheus writes at most about 25)
 LABELS_SHOWN = 3  # labels (or series) quoted in a reason
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity)|nan", re.IGNORECASE)
 _ONE_NUMBER = "aggregate it to one number, for example with sum()"
