@@ -16,11 +16,15 @@ Covers, for every fault mode:
   the evaluation ends within two query deadlines (one per observe pass: after a deadline the rest of a
   pass is not asked); every reason is bounded;
 - a control: the same policy against the healthy mode gives no ERROR and passes both custom metrics, so
-  the ERRORs above come from the faults.
+  the ERRORs above come from the faults;
+- `analysis.observe` facing any other `MetricsSource` that misbehaves in-process (returns inf, NaN, a
+  string, a 400-digit integer; raises TypeError, IndexError or RecursionError): an error on the metric,
+  never an exception; a negative count is an error, a negative custom value is a value.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 
@@ -28,6 +32,7 @@ import pytest
 
 from songbird.analysis.answer import count_problem
 from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.observe import observe
 from songbird.analysis.prometheus import PrometheusSource, PrometheusUnreachable
 from songbird.analysis.queries import IngressTarget, Version, requests
 from songbird.analysis.state import Phase, RolloutState
@@ -195,3 +200,46 @@ def test_no_fault_ever_passes_or_fails_a_metric(prom: FaultPrometheus, fault: Fa
     assert elapsed < 2 * DEADLINE + MARGIN
     assert all(len(r) <= MESSAGE_LIMIT + 100 and "\n" not in r for r in reasons.values())
     assert prom.elsewhere.requests == 0
+
+
+# -- other sources ---------------------------------------------------------------------------------------
+
+
+class OddSource:
+    """A MetricsSource answering every query with ``answer`` (or raising it)."""
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def query_scalar(self, promql: str, *, at: float) -> float | None:
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer  # type: ignore[return-value]  # deliberately not a float
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        math.inf,
+        -math.inf,
+        math.nan,
+        "12",
+        10**400,
+        [1.0],
+        TypeError("x"),
+        IndexError("y"),
+        RecursionError("z"),
+    ],
+    ids=["inf", "-inf", "nan", "str", "huge-int", "list", "TypeError", "IndexError", "RecursionError"],
+)
+def test_observe_turns_any_misbehaving_source_into_errors(answer: object) -> None:
+    seen = observe(policy(), OddSource(answer), TARGET, at=AT)
+    assert [s.error is not None for s in seen] == [True] * 4
+    assert all(len(s.error or "") <= MESSAGE_LIMIT for s in seen)
+
+
+def test_a_negative_count_is_an_error_and_a_negative_custom_value_a_value() -> None:
+    error_rate, latency, floor, ceiling = observe(policy(), OddSource(-3.0), TARGET, at=AT)
+    assert error_rate.error is not None and "negative count -3" in error_rate.error
+    assert latency.error is not None and "negative count -3" in latency.error
+    assert (floor.value, floor.error, ceiling.value, ceiling.error) == (-3.0, None, -3.0, None)
