@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass
+from importlib import metadata
 from types import FrameType
 
 import structlog
@@ -30,7 +31,7 @@ from songbird.controller.reconciler import Reconciler
 from songbird.controller.routers import make_router
 from songbird.controller.scheduler import Job, Scheduler
 
-VERSION = "0.1.0"
+VERSION = metadata.version("songbird")  # pyproject.toml's `version`, the one place it is written
 log = structlog.get_logger("songbird")
 
 
