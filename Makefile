@@ -70,5 +70,10 @@ schema: venv
 demo: venv system-deps
 	$(BIN)/songbird lab --scenario healthy
 
+# The controller's OCI image, localhost/songbird:<pyproject version>, built here with no base image pulled
+# (mmdebstrap + buildah; see scripts/build-image.sh). Not part of `check`; tests/image builds it in `test`.
+image:
+	PYTHON=$(PYTHON) bash scripts/build-image.sh
+
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

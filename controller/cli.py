@@ -16,6 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
 from songbird.analysis.state import RolloutState
 from songbird.config.errors import PolicyError, SongbirdError
@@ -160,6 +161,8 @@ def _lab(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="songbird", description="Progressive delivery for Kubernetes.")
+    # The installed distribution's version: pyproject.toml's `version`, also the image tag and appVersion.
+    p.add_argument("--version", action="version", version=f"songbird {metadata.version('songbird')}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the controller")

@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from types import FrameType
 
 import structlog
@@ -50,7 +51,7 @@ from songbird.controller.routers import make_router
 from songbird.controller.scheduler import Job, Scheduler
 from songbird.controller.workqueue import WorkQueue
 
-VERSION = "0.1.0"
+VERSION = metadata.version("songbird")  # pyproject.toml's `version`, the one place it is written
 log = structlog.get_logger("songbird")
 
 
