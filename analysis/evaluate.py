@@ -175,20 +175,34 @@ class PrometheusEvaluator:
     """The reconciler's `Evaluator`: Prometheus from the policy (or the daemon's default URL)."""
 
     def __init__(
-        self, *, default_url: str | None, on_query: Callable[[float, bool], None] | None = None
+        self,
+        *,
+        default_url: str | None,
+        on_query: Callable[[float, bool], None] | None = None,
+        max_timeout: float | None = None,
+        wrap: Callable[[str, MetricsSource], MetricsSource] | None = None,
     ) -> None:
+        """``max_timeout`` caps every policy's ``analysis.prometheus.timeout`` (the operator's maximum);
+        ``wrap(url, source)`` lets the runtime put its per-endpoint guard around each source."""
         self.default_url = default_url
         self.on_query = on_query
+        self.max_timeout = max_timeout
+        self.wrap = wrap
         self._sources: dict[tuple[str, float], PrometheusSource] = {}
 
     def _source(self, policy: Policy) -> MetricsSource | None:
         url = policy.analysis.prometheus.url or self.default_url
         if not url:
             return None
-        key = (url, policy.analysis.prometheus.timeout)
+        timeout = policy.analysis.prometheus.timeout
+        if self.max_timeout is not None:
+            timeout = min(timeout, self.max_timeout)
+        key = (url, timeout)
         if key not in self._sources:
-            self._sources[key] = PrometheusSource(url, timeout=policy.analysis.prometheus.timeout, retries=1)
+            self._sources[key] = PrometheusSource(url, timeout=timeout, retries=1)
         source: MetricsSource = self._sources[key]
+        if self.wrap is not None:
+            source = self.wrap(url, source)
         return _Timed(source, self.on_query) if self.on_query is not None else source
 
     def evaluate(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> Evaluation:

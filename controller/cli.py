@@ -4,7 +4,7 @@ songbird run       the controller daemon (kubeconfig from --kubeconfig, KUBECONF
 songbird status    the rollout status of policy ConfigMaps, read from the cluster
 songbird validate  check a policy file offline, with the field path of every error
 songbird schema    print the policy's JSON Schema
-songbird bench     decision-quality benchmark (see bench/decision_quality.py)
+songbird bench     benchmarks: decisions (bench/decision_quality.py), robustness (bench/robustness.py)
 songbird lab       a whole canary release on this machine (real nginx, Prometheus, emulated API)
 """
 
@@ -15,11 +15,12 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
 
 from songbird.analysis.state import RolloutState
 from songbird.config.errors import PolicyError, SongbirdError
-from songbird.config.loader import load_policy_yaml
-from songbird.config.policy import POLICY_KEY
+from songbird.config.loader import MAX_MANIFEST_BYTES, load_policy_file
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -38,6 +39,13 @@ def _run(args: argparse.Namespace) -> int:
         identity=args.identity,
         annotation_prefix=args.annotation_prefix,
         resync=args.resync,
+        tick_deadline=args.tick_deadline,
+        prometheus_max_timeout=args.prometheus_max_timeout,
+        prometheus_concurrency=args.prometheus_concurrency,
+        workers=args.workers,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
     )
     controller = Controller(settings)
     controller.install_signal_handlers()
@@ -72,21 +80,30 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def validate_file(path: str) -> str | None:
+    """Check one file (a policy.yaml or a ConfigMap manifest): None if valid, else the error line.
+
+    Reads at most the manifest limit plus one byte, so a huge file or a device is refused, not read."""
+    try:
+        with open(path, "rb") as fh:
+            content = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        return f"{path}: cannot read the file: {exc.strerror or type(exc).__name__}"
+    try:
+        load_policy_file(content, source=path)
+    except PolicyError as exc:
+        return str(exc)
+    return None
+
+
 def _validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            import yaml  # noqa: PLC0415
-
-            doc = yaml.safe_load(text)
-            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
-                text = (doc.get("data") or {}).get(POLICY_KEY, "")
-            load_policy_yaml(text, source=path)
+        error = validate_file(path)
+        if error is None:
             print(f"{path}: ok")
-        except PolicyError as exc:
-            print(str(exc), file=sys.stderr)
+        else:
+            print(error, file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 
@@ -98,21 +115,54 @@ def _schema(_: argparse.Namespace) -> int:
     return 0
 
 
-def _delegate(module: str, argv: list[str]) -> int:
-    """Run another entry point's ``main(argv)`` (the benchmark and the lab live outside the controller)."""
-    return int(importlib.import_module(module).main(argv) or 0)
+@dataclass(frozen=True, kw_only=True)
+class Delegated:
+    """A command whose code lives outside the controller, in a package with its own extra."""
+
+    command: str  # as the user types it: "songbird lab"
+    module: str  # the entry point whose ``main(argv)`` runs it
+    extra: str  # the pyproject extra that installs its dependencies
+
+
+class MissingExtra(Exception):
+    """A delegated command's third-party dependency cannot be imported (its extra is not installed)."""
+
+
+def _delegate(target: Delegated, argv: list[str]) -> int:
+    """Run ``target``'s ``main(argv)``. The lab and the benchmarks depend on packages the controller does
+    not (kmock, numpy, matplotlib); a plain ``pip install songbird`` leaves them out, and the first import
+    of one of them, at load or later, becomes `MissingExtra` naming the extra that adds it."""
+    try:
+        return int(importlib.import_module(target.module).main(argv) or 0)
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if not missing or missing == "songbird":
+            raise  # our own code is broken, or the import failed for another reason: not a missing extra
+        raise MissingExtra(
+            f"{target.command} needs the {target.extra} extra (cannot import {missing!r}): "
+            f"pip install 'songbird[{target.extra}]'"
+        ) from exc
+
+
+_LAB = Delegated(command="songbird lab", module="songbird.lab.cli", extra="lab")
+_BENCHES = {
+    name: Delegated(command=f"songbird bench {name}", module=f"songbird.bench.{module}", extra="bench")
+    for name, module in (("decisions", "decision_quality"), ("robustness", "robustness"))
+}
 
 
 def _bench(args: argparse.Namespace) -> int:
-    return _delegate("songbird.bench.decision_quality", args.rest)
+    return _delegate(_BENCHES[args.bench], args.rest)
 
 
 def _lab(args: argparse.Namespace) -> int:
-    return _delegate("songbird.lab.cli", args.rest)
+    return _delegate(_LAB, args.rest)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="songbird", description="Progressive delivery for Kubernetes.")
+    # The installed distribution's version: pyproject.toml's `version`, also the image tag and appVersion.
+    p.add_argument("--version", action="version", version=f"songbird {metadata.version('songbird')}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the controller")
@@ -130,7 +180,23 @@ def parser() -> argparse.ArgumentParser:
         default="nginx.ingress.kubernetes.io",
         help="ingress-nginx's --annotations-prefix",
     )
-    run.add_argument("--resync", type=float, default=10.0, help="seconds between policy discoveries")
+    run.add_argument("--resync", type=float, default=10.0, help="seconds between resyncs of the timed jobs")
+    run.add_argument(
+        "--tick-deadline", type=float, default=4.0, help="seconds a tick may spend on the network in total"
+    )
+    run.add_argument(
+        "--prometheus-max-timeout",
+        type=float,
+        default=5.0,
+        help="upper bound of every policy's analysis.prometheus.timeout (seconds)",
+    )
+    run.add_argument(
+        "--prometheus-concurrency", type=int, default=2, help="queries in flight per Prometheus endpoint"
+    )
+    run.add_argument("--workers", type=int, default=8, help="worker threads ticking rollouts")
+    run.add_argument("--lease-duration", type=int, default=15, help="seconds a standby waits out the Lease")
+    run.add_argument("--renew-deadline", type=float, default=10.0, help="seconds a leader may fail to renew")
+    run.add_argument("--retry-period", type=float, default=2.0, help="seconds between Lease rounds")
     run.set_defaults(fn=_run)
 
     status = sub.add_parser("status", help="show rollout status")
@@ -153,6 +219,13 @@ def parser() -> argparse.ArgumentParser:
     )
     decisions.add_argument("rest", nargs=argparse.REMAINDER)
     decisions.set_defaults(fn=_bench)
+    robustness = bench_sub.add_parser(
+        "robustness",
+        help="hostile policies through the loader and validate (tried/handled/failed)",
+        add_help=False,
+    )
+    robustness.add_argument("rest", nargs=argparse.REMAINDER)
+    robustness.set_defaults(fn=_bench)
 
     lab = sub.add_parser("lab", help="a whole canary release on this machine", add_help=False)
     lab.add_argument("rest", nargs=argparse.REMAINDER)
@@ -162,22 +235,25 @@ def parser() -> argparse.ArgumentParser:
 
 # Commands whose options belong to another entry point: argparse's REMAINDER does not pass on arguments
 # that start with "--" (``songbird lab --scenario healthy``), so these are handed over before parsing.
-_DELEGATED = {("lab",): "songbird.lab.cli", ("bench", "decisions"): "songbird.bench.decision_quality"}
+_DELEGATED: dict[tuple[str, ...], Delegated] = {
+    ("lab",): _LAB,
+    **{("bench", name): target for name, target in _BENCHES.items()},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    for prefix, module in _DELEGATED.items():
-        if tuple(args_list[: len(prefix)]) == prefix:
-            try:
-                return _delegate(module, args_list[len(prefix) :])
-            except KeyboardInterrupt:
-                return 130
-    args = parser().parse_args(args_list)
     try:
+        for prefix, target in _DELEGATED.items():
+            if tuple(args_list[: len(prefix)]) == prefix:
+                return _delegate(target, args_list[len(prefix) :])
+        args = parser().parse_args(args_list)
         return int(args.fn(args))
     except SongbirdError as exc:
         print(f"songbird: {exc}", file=sys.stderr)
+        return 2
+    except MissingExtra as exc:
+        print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

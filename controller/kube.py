@@ -22,6 +22,12 @@ Invariants:
 - `event` never raises: an Event is best effort; failures are logged and counted.
 - Each HTTP attempt is reported to the optional ``on_call(verb, resource, ok, seconds)`` hook, where
   ``ok`` means the API answered as expected (2xx, or a 404 the caller treats as an answer).
+- `list_page` and `watch` are the two halves of list-then-watch (used by ``controller.informer``). A watch
+  is one streaming GET with ``watch=true``, ``resourceVersion``, ``allowWatchBookmarks=true`` and a
+  server-side ``timeoutSeconds``; its socket read timeout is that plus a margin, so a server that ignores
+  the timeout (or goes silent) still ends the stream. A 410 Gone, as an HTTP status or as an ``ERROR``
+  event with code 410, raises `WatchExpired`: the caller must list again. Semantics after
+  https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +51,7 @@ from kubernetes.client.exceptions import ApiException
 from songbird.config.policy import POLICY_LABEL
 from songbird.controller.errors import ClusterError, ClusterUnavailable, Conflict, Forbidden, NotFound
 from songbird.controller.events import event_body
-from songbird.controller.ports import Clock, Kind, Obj, SystemClock
+from songbird.controller.ports import Clock, Kind, Obj, Page, SystemClock, WatchExpired
 
 log = structlog.get_logger()
 
@@ -99,6 +105,33 @@ _RESOURCES: dict[str, _Resource] = {
 _EVENT = _Resource(kind="Event", api_version="v1", plural="events")
 
 
+def _events(stream: Any, what: str) -> Iterator[Obj]:
+    """Decode a watch stream: one JSON object per line. A read timeout ends the stream quietly (the
+    caller watches again from the last resourceVersion); a 410 ``ERROR`` event raises `WatchExpired`."""
+    try:
+        for line in stream:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError as exc:
+                raise ClusterUnavailable("watch sent a line that is not JSON", obj=what) from exc
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") == "ERROR":
+                status = event.get("object") or {}
+                code = status.get("code") if isinstance(status, dict) else None
+                message = str((status or {}).get("message") or "watch error")
+                if code == 410:
+                    raise WatchExpired(message, obj=what, status=410)
+                raise ClusterUnavailable(f"watch error {code}: {message}", obj=what, status=code)
+            yield event
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        return
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ClusterUnavailable(f"watch broke: {type(exc).__name__}: {exc}", obj=what) from exc
+
+
 def _describe(resource: _Resource, namespace: str | None, name: str | None) -> str:
     return f"{resource.kind} {namespace or '*'}/{name or '*'}"
 
@@ -111,6 +144,10 @@ def _status_message(exc: ApiException) -> str:
         body = {}
     message = body.get("message") if isinstance(body, dict) else None
     return str(message or exc.reason or "no reason given")
+
+
+WATCH_READ_MARGIN = 5.0
+"""Seconds a watch waits for bytes beyond its ``timeoutSeconds`` before it gives the stream up."""
 
 
 class KubeClient:
@@ -240,6 +277,87 @@ class KubeClient:
         return sorted(
             found, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"].get("name", ""))
         )
+
+    # -- list-then-watch (controller.informer) ----------------------------------------------------------
+
+    def list_page(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        limit: int = 500,
+        token: str = "",
+    ) -> Page:
+        """One page of a (possibly cluster-wide) list, from the API server's latest state."""
+        resource = _RESOURCES[kind]
+        query = [("limit", str(limit))]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if token:
+            query.append(("continue", token))
+        answer = self._call("list", resource, "GET", namespace=namespace, query=query)
+        items: list[Obj] = answer.get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", resource.api_version)
+            item.setdefault("kind", resource.kind)
+        meta = answer.get("metadata") or {}
+        return Page(
+            items=items,
+            resource_version=str(meta.get("resourceVersion") or ""),
+            next=str(meta.get("continue") or ""),
+        )
+
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> Iterator[Obj]:
+        """The events after ``resource_version`` (``{"type": ..., "object": ...}``), ADDED, MODIFIED,
+        DELETED and BOOKMARK, until the server ends the stream. Raises `WatchExpired` on 410 and
+        `ClusterError` when the stream cannot be opened or breaks."""
+        resource = _RESOURCES[kind]
+        query = [
+            ("watch", "true"),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", str(timeout_seconds)),
+        ]
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        what = _describe(resource, namespace, None)
+        headers = {"Accept": "application/json"}
+        request = self._api.param_serialize(
+            method="GET",
+            resource_path=resource.path(namespace),
+            query_params=query,
+            header_params=headers,
+            auth_settings=["BearerToken"],
+        )
+        began = time.monotonic()
+        timeout = (self._settings.connect_timeout, timeout_seconds + WATCH_READ_MARGIN)
+        try:
+            response: Any = self._api.call_api(*request, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            self._count("watch", resource, False, began)
+            raise ClusterUnavailable(f"watch did not open: {type(exc).__name__}: {exc}", obj=what) from exc
+        raw: Any = response.response
+        try:
+            if not 200 <= response.status <= 299:
+                self._count("watch", resource, False, began)
+                error = ApiException.from_response(http_resp=response, body=None, data=None)
+                if response.status == 410:
+                    raise WatchExpired(_status_message(error), obj=what, status=410) from error
+                raise self._error(error, int(response.status), what, 1) from error
+            self._count("watch", resource, True, began)
+            yield from _events(raw, what)
+        finally:
+            raw.release_conn()
 
     # -- ClusterWriter ----------------------------------------------------------------------------------
 

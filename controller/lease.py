@@ -185,6 +185,7 @@ class Elector:
         self._lease: Obj | None = None
         self._renewed_at: float | None = None
         self._seen = False
+        self.renewals = 0  # successful writes by this elector (create, take-over, renew)
 
     @property
     def identity(self) -> str:
@@ -236,6 +237,7 @@ class Elector:
             return self._keep_on_error(now, was_leader, exc)
         self._observe(written, now)
         self._renewed_at = now
+        self.renewals += 1
         if not was_leader:
             log.info(
                 "leader_elected",

@@ -7,9 +7,12 @@ pure rendering code needs no client models and tests can compare them directly.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+
+from songbird.controller.errors import ClusterUnavailable
 
 Obj = dict[str, Any]
 
@@ -62,4 +65,47 @@ class ClusterWriter(Protocol):
 class Recorder(Protocol):
     def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         """Emit a Kubernetes Event about ``obj``. Never raises: events are best effort."""
+        ...
+
+
+class WatchExpired(ClusterUnavailable):
+    """The resourceVersion a watch or a list continuation started from is too old (410 Gone): list
+    again from scratch."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    """One page of a list: its items (apiVersion and kind set), the list's resourceVersion and the
+    ``continue`` token of the next page ("" on the last)."""
+
+    items: list[Obj]
+    resource_version: str
+    next: str
+
+
+class WatchSource(Protocol):
+    """List-then-watch, as ``controller.informer`` needs it (``controller.kube.KubeClient`` is one)."""
+
+    def list_page(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        limit: int = 500,
+        token: str = "",
+    ) -> Page:
+        """One page of a list; raises `ClusterError` (`WatchExpired` when ``token`` has expired)."""
+        ...
+
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+    ) -> Iterator[Obj]:
+        """Watch events after ``resource_version`` until the stream ends; `WatchExpired` on 410."""
         ...

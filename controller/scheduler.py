@@ -1,13 +1,14 @@
-"""When ticks happen: APScheduler 3.x (the only module that imports it).
+"""When rollouts are due by time: APScheduler 3.x (the only module that imports it).
 
-Three kinds of jobs, each with ``max_instances=1`` and ``coalesce=True`` so a slow tick is never run twice
-at once and missed runs collapse into one:
-- ``leader``: renews or acquires the Lease every ``renew_every`` seconds;
-- ``discover``: lists the policy ConfigMaps every ``resync`` seconds and keeps one rollout job per policy
-  while this replica leads (none while it stands by);
-- ``rollout:<namespace>/<name>``: calls the reconciler's tick every ``period`` seconds (a fraction of the
-  policy's cadence).
-A job's exception is logged and counted, never allowed to stop the scheduler.
+APScheduler is the source of timed wake-ups and nothing else: each rollout has one interval job
+(``rollout:<namespace>/<name>``, every ``period`` seconds, a fraction of its policy's cadence) whose whole
+work is ``due(namespace, name)``, which only puts the rollout on the work queue (``controller.workqueue``);
+the queue's workers run the ticks. A ``resync`` job calls ``resync()`` (cheap, from memory) to repair
+anything a missed event left behind. No job does network I/O or waits on a lock another job holds, so the
+scheduler's own small pool never starves and `shutdown` never waits on a tick.
+
+Jobs use ``max_instances=1`` and ``coalesce=True``; a job's exception is logged, never allowed to stop the
+scheduler. `sync` is thread-safe (informer threads and the resync job both call it).
 """
 
 from __future__ import annotations
@@ -35,68 +36,56 @@ class Scheduler:
     def __init__(
         self,
         *,
-        discover: Callable[[], Sequence[Job]],
-        tick: Callable[[str, str], None],
-        is_leader: Callable[[], bool],
-        renew: Callable[[], None] | None = None,
-        resync: float = 10.0,
-        renew_every: float = 2.0,
-        workers: int = 4,
+        due: Callable[[str, str], None],
+        resync: Callable[[], None] | None = None,
+        resync_every: float = 10.0,
     ) -> None:
-        self._discover = discover
-        self._tick = tick
-        self._is_leader = is_leader
-        self._renew = renew
+        self._due = due
         self._resync = resync
-        self._renew_every = renew_every
+        self._resync_every = resync_every
         self._lock = threading.Lock()
+        self._periods: dict[str, float] = {}
         self._sched = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            executors={"default": ThreadPoolExecutor(max_workers=2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
             timezone="UTC",
         )
 
     def start(self) -> None:
-        if self._renew is not None:
+        if self._resync is not None:
             self._sched.add_job(
-                self._guard(self._renew, "leader"),
+                self._guard(self._resync, "resync"),
                 "interval",
-                seconds=self._renew_every,
-                id="leader",
+                seconds=self._resync_every,
+                id="resync",
                 next_run_time=_now(),
             )
-        self._sched.add_job(
-            self._guard(self.sync, "discover"),
-            "interval",
-            seconds=self._resync,
-            id="discover",
-            next_run_time=_now(),
-        )
         self._sched.start()
 
-    def shutdown(self, *, wait: bool = True) -> None:
+    def shutdown(self) -> None:
+        """Stop at once: no job waits for network, so nothing is worth waiting for."""
         if self._sched.running:
-            self._sched.shutdown(wait=wait)
+            self._sched.shutdown(wait=False)
 
     def rollout_jobs(self) -> list[str]:
-        return sorted(j.id for j in self._sched.get_jobs() if j.id.startswith("rollout:"))
-
-    def sync(self) -> None:
-        """Make the rollout jobs match the policies (all of them while leading, none otherwise)."""
         with self._lock:
-            wanted = (
-                {f"rollout:{j.namespace}/{j.name}": j for j in self._discover()} if self._is_leader() else {}
-            )
-            for job in self._sched.get_jobs():
-                if job.id.startswith("rollout:") and job.id not in wanted:
-                    job.remove()
-                    log.info("rollout unscheduled", rollout=job.id.removeprefix("rollout:"))
+            return sorted(self._periods)
+
+    def sync(self, jobs: Sequence[Job]) -> None:
+        """Make the rollout jobs match ``jobs`` (add, re-period, remove)."""
+        wanted = {f"rollout:{j.namespace}/{j.name}": j for j in jobs}
+        with self._lock:
+            for job_id in [k for k in self._periods if k not in wanted]:
+                del self._periods[job_id]
+                if self._sched.get_job(job_id) is not None:
+                    self._sched.remove_job(job_id)
+                log.info("rollout unscheduled", rollout=job_id.removeprefix("rollout:"))
             for job_id, j in wanted.items():
-                existing = self._sched.get_job(job_id)
-                if existing is not None and getattr(existing.trigger, "interval_length", None) == j.period:
+                if self._periods.get(job_id) == j.period:
                     continue
+                self._periods[job_id] = j.period
                 self._sched.add_job(
-                    self._guard(self._tick_if_leader, job_id),
+                    self._guard(self._due, job_id),
                     "interval",
                     seconds=j.period,
                     args=(j.namespace, j.name),
@@ -105,10 +94,6 @@ class Scheduler:
                     next_run_time=_now(),
                 )
                 log.info("rollout scheduled", rollout=f"{j.namespace}/{j.name}", period=j.period)
-
-    def _tick_if_leader(self, namespace: str, name: str) -> None:
-        if self._is_leader():  # leadership can be lost between two discoveries
-            self._tick(namespace, name)
 
     @staticmethod
     def _guard(fn: Callable[..., None], what: str) -> Callable[..., None]:

@@ -21,6 +21,12 @@ are pinned by ``tests/integration/test_kube_adapter.py``):
   ``uid`` and ``creationTimestamp`` on create, and rejects a PUT or PATCH whose body carries a stale
   ``metadata.resourceVersion`` with 409 Conflict, as a real API server does. A write without one is
   unconditional, as on a real server.
+- Watch (``?watch=true``): kmock streams the events of its bus. This harness also publishes the changes
+  it makes itself (`KubeEmulator.put`, ``merge_status``, ``delete``) and the re-stamped object after every
+  API write, so a watcher sees each change with its final resourceVersion. Unlike a real API server, a
+  watch starts by replaying every object as ADDED whatever ``resourceVersion`` it names, ignores
+  ``timeoutSeconds`` and ``allowWatchBookmarks``, and never answers 410 Gone; a list's resourceVersion
+  is a placeholder.
 - Label and field selectors are ignored: a list returns every object of the resource (in the namespace).
 - Subresources (``/status``, ``/scale``) have no semantics; Events are stored like any other object.
 - kmock applies a write to its store *before* looking at user-defined reactions, so its request DSL
@@ -220,14 +226,20 @@ class _Emulator(kmock.KubernetesEmulator):
         raw: Obj = obj.raw
         return raw
 
+    async def publish(self, key: Any, kind: str, raw: Obj) -> None:
+        """Send a watch event for a change made outside kmock's request handling (call with the lock
+        held): a copy, so the event shows the object as it is now, resourceVersion included."""
+        await self._buses[key[0]].put({"type": kind, "object": copy.deepcopy(raw)})
+
     async def _serve_create(self, request: kmock.Request) -> Any:
         await super()._serve_create(request)
         meta = request.data.get("metadata", {})
         namespace = request.namespace or meta.get("namespace")
         async with self._lock:
-            return self.stamp(
-                (request.resource, namespace, meta.get("name")), created=True, namespace=namespace
-            )
+            key = (request.resource, namespace, meta.get("name"))
+            raw = self.stamp(key, created=True, namespace=namespace)
+            await self.publish(key, "MODIFIED", raw)
+            return raw
 
     async def _serve_update(self, request: kmock.Request) -> Any:
         result = await super()._serve_update(request)
@@ -235,7 +247,9 @@ class _Emulator(kmock.KubernetesEmulator):
         key = (request.resource, request.namespace, request.name)
         async with self._lock:
             if key in self._objects and not self._objects[key].deleted:
-                return self.stamp(key, created=False)
+                raw = self.stamp(key, created=False)
+                await self.publish(key, "MODIFIED", raw)
+                return raw
         return result
 
     async def _serve_replace(self, request: kmock.Request) -> Any:
@@ -393,11 +407,14 @@ class KubeEmulator:
 
         async def put(emulator: _Emulator) -> Obj:
             async with emulator._lock:
-                if key in emulator.objects and not emulator.objects[key].deleted:
+                existed = key in emulator.objects and not emulator.objects[key].deleted
+                if existed:
                     emulator.objects[key].create(body)
                 else:
                     emulator.objects[key] = body
-                return copy.deepcopy(emulator.stamp(key, created=True, namespace=key[1]))
+                raw = emulator.stamp(key, created=True, namespace=key[1])
+                await emulator.publish(key, "MODIFIED" if existed else "ADDED", raw)
+                return copy.deepcopy(raw)
 
         return self._call(put)
 
@@ -438,7 +455,7 @@ class KubeEmulator:
                 body = copy.deepcopy(emulator.objects[key].raw)
                 body["status"] = {**(body.get("status") or {}), **wanted}
                 emulator.objects[key].create(body)
-                emulator.stamp(key, created=False)
+                await emulator.publish(key, "MODIFIED", emulator.stamp(key, created=False))
                 return True
 
         return self._call(merge)
@@ -449,7 +466,9 @@ class KubeEmulator:
         async def delete(emulator: _Emulator) -> None:
             async with emulator._lock:
                 if key in emulator.objects and not emulator.objects[key].deleted:
+                    raw = copy.deepcopy(emulator.objects[key].raw)
                     emulator.objects[key].delete()
+                    await emulator.publish(key, "DELETED", raw)
 
         self._call(delete)
 

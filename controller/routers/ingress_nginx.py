@@ -12,7 +12,8 @@ rootfs/etc/nginx/lua/balancer.lua):
   cookie keeps reaching the canary whatever the weight: withdrawing traffic therefore removes the
   affinity annotations together with header and cookie routing, not only the weight.
 The canary Ingress carries ``app.kubernetes.io/managed-by: songbird``; an Ingress without it is never
-changed or deleted.
+changed or deleted. It also carries ``songbird.dev/rollout: <policy>``: the policy that created it owns
+it, and a second policy naming the same main Ingress is refused with an error naming the first.
 """
 
 from __future__ import annotations
@@ -134,6 +135,17 @@ class IngressNginxRouter:
                     raise OwnershipError(
                         f"an Ingress named {name} exists and is not managed by Songbird (label "
                         f"{MANAGED_BY_ANNOTATION}={MANAGED_BY_VALUE} missing); Songbird will not change it",
+                        obj=f"Ingress {namespace}/{name}",
+                        path="ingress",
+                    )
+                owner = (_meta(other).get("labels") or {}).get(ROLLOUT_LABEL)
+                if owner and owner != rollout:
+                    # Two policies naming one main Ingress would fight over its single canary Ingress
+                    # (ingress-nginx honours one canary per host/path): the first one keeps it.
+                    raise OwnershipError(
+                        f"Ingress {namespace}/{name} belongs to policy {namespace}/{owner}, which names the "
+                        f"same main Ingress {policy.ingress}; policy {namespace}/{rollout} is refused "
+                        "until that rollout ends or that policy is deleted",
                         obj=f"Ingress {namespace}/{name}",
                         path="ingress",
                     )

@@ -51,6 +51,10 @@ FLAGS = {
     "--lease-name",
     "--lease-namespace",
     "--annotation-prefix",
+    "--tick-deadline",
+    "--prometheus-max-timeout",
+    "--prometheus-concurrency",
+    "--workers",
 }
 MODES: dict[str, list[str]] = {
     "default": [],

@@ -2,8 +2,8 @@
 TLS as the main one, backend the canary Service, ownership label), the annotations for weight, header,
 cookie and stickiness, sub-percent weights with a total of 10000, minimal patches and no-op skipping,
 withdrawing routing removes affinity too, promotion patches the main Ingress with its resourceVersion,
-and the refusals: a hand-made canary for the same host/path, a foreign Ingress with our name, a main
-Ingress routing to several Services."""
+and the refusals: a hand-made canary for the same host/path, a foreign Ingress with our name, a canary
+Ingress owned by another policy naming the same main Ingress, a main Ingress routing to several Services."""
 
 from __future__ import annotations
 
@@ -167,6 +167,23 @@ def test_refuses_a_foreign_ingress_with_its_name() -> None:
     foreign["spec"]["rules"][0]["host"] = "other.example.com"
     with pytest.raises(OwnershipError, match="not managed by Songbird"):
         IngressNginxRouter().read(Objects(main_ingress(), foreign), "default", POLICY, "nginx")
+
+
+def test_a_second_policy_for_the_same_main_ingress_is_refused_naming_the_first() -> None:
+    router = IngressNginxRouter()
+    split = TrafficSplit(stable_service="nginx-v1", canary_service="nginx-v2", weight=10, match_routes=True)
+    first = router.plan(
+        router.read(Objects(main_ingress()), "default", POLICY, "first"), POLICY, "first", split
+    )
+    created = {**first[0].body, "kind": "Ingress"}
+    objects = Objects(main_ingress(), created)
+    with pytest.raises(OwnershipError, match="belongs to policy default/first") as info:
+        router.read(objects, "default", POLICY, "second")
+    assert info.value.obj == "Ingress default/nginx-canary" and info.value.path == "ingress"
+    assert "policy default/second is refused" in str(info.value)
+    # The owner itself still reads and changes its canary Ingress.
+    view = router.read(objects, "default", POLICY, "first")
+    assert view.canary is not None and view.current.weight == 10
 
 
 def test_main_ingress_must_route_to_one_service() -> None:

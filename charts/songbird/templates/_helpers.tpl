@@ -69,16 +69,16 @@ these from the requests a running controller makes and fails on any difference).
 {{- define "songbird.rbacRules" -}}
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["get", "list", "create", "patch", "delete"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get"]
+  verbs: ["list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -108,4 +108,8 @@ SONGBIRD_LOG_LEVEL: {{ .Values.controller.logLevel | quote }}
 SONGBIRD_ANNOTATION_PREFIX: {{ .Values.controller.annotationPrefix | quote }}
 SONGBIRD_METRICS_ADDRESS: {{ printf "0.0.0.0:%d" (int .Values.controller.metricsPort) | quote }}
 SONGBIRD_LEASE_NAME: {{ .Values.controller.leaderElection.leaseName | quote }}
+SONGBIRD_TICK_DEADLINE: {{ .Values.controller.tickDeadline | quote }}
+SONGBIRD_PROMETHEUS_MAX_TIMEOUT: {{ .Values.controller.prometheusMaxTimeout | quote }}
+SONGBIRD_PROMETHEUS_CONCURRENCY: {{ .Values.controller.prometheusConcurrency | quote }}
+SONGBIRD_WORKERS: {{ .Values.controller.workers | quote }}
 {{- end }}
