@@ -17,8 +17,8 @@ What it guarantees to the caller:
   ``timeout`` and no more. (Name resolution happens before the socket exists and is bounded by the system
   resolver's own timeouts.)
 - A bounded answer: a body larger than ``MAX_BODY_BYTES`` (1 MiB) is an error; reading stops at the cap
-  (a ``Content-Length`` above it is refused before reading). Nothing is decompressed (no
-  ``Accept-Encoding`` is sent).
+  (a ``Content-Length`` above it is refused before reading). Nothing is decompressed (the request says
+  ``Accept-Encoding: identity`` and urllib3 is told not to decode).
 - Redirects are never followed: a 3xx is an error and no request goes to the other location.
 - Bounded retries: at most ``retries`` (<= ``MAX_RETRIES`` = 2) more attempts, only for this idempotent GET,
   only on a broken or refused connection, a 5xx or a 429, after 0.1 s then 0.2 s, and only while the
@@ -38,17 +38,21 @@ How the library is held to these (prometheus-api-client 0.7, requests 2.x, urlli
   with a 1 s backoff, also on 429 and 5xx); the session sends every request through one `_WatchedAdapter`
   whose own ``Retry`` is zero too, whatever the library mounts. The retry loop is ours (`_get`).
 - `_BoundedSession.request` (the one call the library makes) forces ``allow_redirects=False``,
-  ``stream=True`` and a timeout of the time left; it ignores the environment (``trust_env = False``:
-  no proxies, no ``.netrc``, no CA bundle variables), sends ``Connection: close`` and no
-  ``Accept-Encoding``. It then reads the body itself, a chunk per ``read1`` (one ``recv`` at most, so a
-  slow sender cannot hide behind a buffered read), up to the cap, and hands the library the bytes it
-  read (``Response._content``), so the library's ``.json()`` never touches the socket again. A 3xx comes
-  back to the library as a non-200, which it raises and we report.
+  ``stream=True``, no proxies and a timeout of the time left; the session ignores the environment
+  (``trust_env = False``: no proxy variables, no ``.netrc``, no CA bundle variables), keeps no cookies
+  and sends ``Connection: close``. It never works out a redirect target (requests otherwise reads a
+  3xx's whole body to prepare ``Response.next``, even with ``allow_redirects=False``): a 3xx comes back
+  to the library as a non-200, which it raises and we report. It reads the body itself, a chunk per
+  urllib3 ``read1`` (one ``recv`` at most, so a slow sender cannot hide behind a buffered read), up to
+  the cap, and hands the library the bytes it read (``Response._content``), so the library's ``.json()``
+  never touches the socket again.
 - The watchdog reaches the socket through the connection class of the adapter's pools
   (`_WatchedHTTPConnection`): urllib3 calls its ``_new_conn`` for every new TCP connection, before any TLS,
   and it registers a duplicate descriptor of the socket with the current attempt's watchdog, held in a
   thread-local (`_Attempt`), so the watchdog keeps a handle on the connection after TLS wraps it. Each
-  connection is closed at the end of its attempt, so none is reused without being watched.
+  connection is closed at the end of its attempt (a reused one would be watched from its ``request``).
+  ``_new_conn`` and ``Response._content`` are private hooks of urllib3 2.x and requests 2.x: the fault
+  tests (tests/integration/test_prometheus_faults.py) fail if a release moves them.
 - Whatever the library raises after a whole answer was read (``PrometheusApiClientException`` with the body
   in its text, a ``KeyError`` on an odd shape, a ``RecursionError`` on deep JSON) is dropped: the status
   and bytes we kept decide, and no library message reaches ours.
