@@ -1,8 +1,9 @@
 """The Prometheus adapter: `analysis.source.MetricsSource` over the HTTP API (``GET /api/v1/query``).
 
-It speaks HTTP with the standard library's ``http.client`` on a socket it owns, because the guarantees
-below need control that a client library with its own session, pool and redirect handling does not give
-(requests follows up to 30 redirects to any host, and its timeouts bound each socket read, not a query).
+The query goes through prometheus-api-client (``PrometheusConnect.custom_query``), the product's client
+for Prometheus, over a ``requests`` session of our own (`_BoundedSession`) that gives the library's
+requests the limits below; the answer is read by `analysis.answer` from the bytes that came back, never
+from what the library made of them.
 
 What it guarantees to the caller:
 - One answer, one number: an instant query evaluated at an explicit time (``time=``), so the same tick
@@ -16,8 +17,8 @@ What it guarantees to the caller:
   ``timeout`` and no more. (Name resolution happens before the socket exists and is bounded by the system
   resolver's own timeouts.)
 - A bounded answer: a body larger than ``MAX_BODY_BYTES`` (1 MiB) is an error; reading stops at the cap
-  (a ``Content-Length`` above it is refused before reading). Nothing is decompressed (no
-  ``Accept-Encoding`` is sent).
+  (a ``Content-Length`` above it is refused before reading). Nothing is decompressed (the request says
+  ``Accept-Encoding: identity`` and urllib3 is told not to decode).
 - Redirects are never followed: a 3xx is an error and no request goes to the other location.
 - Bounded retries: at most ``retries`` (<= ``MAX_RETRIES`` = 2) more attempts, only for this idempotent GET,
   only on a broken or refused connection, a 5xx or a 429, after 0.1 s then 0.2 s, and only while the
@@ -31,20 +32,58 @@ What it guarantees to the caller:
   `PrometheusUnreachable`, so callers may skip the rest of an evaluation.
 
 Proxies from the environment (``HTTP_PROXY``) are not used: the controller talks to Prometheus directly.
+
+How the library is held to these (prometheus-api-client 0.7, requests 2.x, urllib3 2.x):
+- ``PrometheusConnect`` gets our session and a urllib3 ``Retry`` of zero (its default retries three times
+  with a 1 s backoff, also on 429 and 5xx); the session sends every request through one `_WatchedAdapter`
+  whose own ``Retry`` is zero too, whatever the library mounts. The retry loop is ours (`_get`).
+- `_BoundedSession.request` (the one call the library makes) forces ``allow_redirects=False``,
+  ``stream=True``, no proxies and a timeout of the time left; the session ignores the environment
+  (``trust_env = False``: no proxy variables, no ``.netrc``, no CA bundle variables), keeps no cookies
+  and sends ``Connection: close``. It never works out a redirect target (requests otherwise reads a
+  3xx's whole body to prepare ``Response.next``, even with ``allow_redirects=False``): a 3xx comes back
+  to the library as a non-200, which it raises and we report. It reads the body itself, a chunk per
+  urllib3 ``read1`` (one ``recv`` at most, so a slow sender cannot hide behind a buffered read), up to
+  the cap, and hands the library the bytes it read (``Response._content``), so the library's ``.json()``
+  never touches the socket again.
+- The watchdog reaches the socket through the connection class of the adapter's pools
+  (`_WatchedHTTPConnection`): urllib3 calls its ``_new_conn`` for every new TCP connection, before any TLS,
+  and it registers a duplicate descriptor of the socket with the current attempt's watchdog, held in a
+  thread-local (`_Attempt`), so the watchdog keeps a handle on the connection after TLS wraps it. Each
+  connection is closed at the end of its attempt (a reused one would be watched from its ``request``).
+  ``_new_conn`` and ``Response._content`` are private hooks of urllib3 2.x and requests 2.x: the fault
+  tests (tests/integration/test_prometheus_faults.py) fail if a release moves them.
+- Whatever the library raises after a whole answer was read (``PrometheusApiClientException`` with the body
+  in its text, a ``KeyError`` on an odd shape, a ``RecursionError`` on deep JSON) is dropped: the status
+  and bytes we kept decide, and no library message reaches ours.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
+import os
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
-from urllib.parse import urlencode, urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import requests
+import urllib3
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from requests.adapters import HTTPAdapter
+from requests.auth import HTTPBasicAuth
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import MaxRetryError
+from urllib3.util.retry import Retry
 
 from songbird.analysis.answer import NoData, Number, decode, error_text, read_body
 from songbird.config.errors import MetricsUnavailable
@@ -58,6 +97,9 @@ _BACKOFF = 0.1  # seconds before the first retry, doubled for the next
 _CHUNK = 64 * 1024
 _QUERY_IN_ERRORS = 200  # characters of a query quoted in an error
 _URL_IN_ERRORS = 200
+# No hidden retries anywhere in requests/urllib3: not on connect or read errors, not on a status, never a
+# redirect (urllib3 2.x ``Retry``; the adapter also asks urlopen not to redirect).
+_NO_RETRY = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0, respect_retry_after_header=False)
 
 
 def _short(promql: str) -> str:
@@ -72,40 +114,26 @@ class PrometheusUnreachable(MetricsUnavailable):
 
 @dataclass(frozen=True, kw_only=True)
 class _Endpoint:
-    host: str
-    port: int
-    tls: bool
-    netloc: str  # the Host header: host[:port], without credentials
-    path: str  # the query path, with the URL's prefix
-    auth: str | None  # an Authorization header value
-    shown: str  # the URL for messages, without credentials
+    base: str  # the base URL given to the library: scheme://host[:port]/prefix, without credentials
+    auth: tuple[bytes, bytes] | None  # basic-auth user and password, UTF-8
+    shown: str  # the URL for messages (the same as ``base``)
 
 
 def _endpoint(url: str) -> _Endpoint | str:
     """The parts of a Prometheus base URL, or why it cannot be used."""
     try:
         parts = urlsplit(url)
-        port = parts.port
+        _ = parts.port
     except ValueError as exc:
         return f"not a usable Prometheus URL ({exc})"
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "a Prometheus URL must be http:// or https:// with a host"
-    host = parts.hostname
-    tls = parts.scheme == "https"
     netloc = parts.netloc.rpartition("@")[2]
     auth = None
     if parts.username is not None:
-        token = f"{parts.username}:{parts.password or ''}".encode()
-        auth = "Basic " + base64.b64encode(token).decode("ascii")
-    return _Endpoint(
-        host=host,
-        port=port if port is not None else (443 if tls else 80),
-        tls=tls,
-        netloc=netloc,
-        path=parts.path.rstrip("/") + "/api/v1/query",
-        auth=auth,
-        shown=f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}",
-    )
+        auth = (unquote(parts.username).encode(), unquote(parts.password or "").encode())
+    base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+    return _Endpoint(base=base, auth=auth, shown=base)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,37 +156,126 @@ class _Garbled(Exception):
 
 
 class _Watchdog:
-    """Shuts the watched socket down at the deadline, which ends any read or write blocked on it."""
+    """Shuts the watched sockets down at the deadline, which ends any connect, read or write blocked on
+    them. It holds duplicate descriptors: shutdown acts on the connection, not the descriptor, and a
+    duplicate stays valid when TLS wraps (and detaches) the socket urllib3 made."""
 
     def __init__(self, seconds: float) -> None:
         self.fired = False
+        self._done = False
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        self._socks: list[socket.socket] = []
         self._timer = threading.Timer(max(seconds, 0.0), self._fire)
         self._timer.daemon = True
         self._timer.start()
 
     def watch(self, sock: socket.socket) -> None:
+        try:
+            copy = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:  # already closed: nothing left to wake
+            return
         with self._lock:
-            self._sock = sock
+            if self._done:
+                copy.close()
+                return
+            self._socks.append(copy)
             if self.fired:
-                self._shutdown()
+                self._shutdown(copy)
 
     def _fire(self) -> None:
         with self._lock:
+            if self._done:
+                return
             self.fired = True
-            self._shutdown()
+            for sock in self._socks:
+                self._shutdown(sock)
 
-    def _shutdown(self) -> None:
-        if self._sock is None:
-            return
-        # The plain socket's shutdown, also for a TLS socket: ssl.SSLSocket.shutdown would drop its TLS
-        # state under a reader in another thread. OSError: already closed, nothing left to wake.
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the peer already went away: nothing left to wake
+            sock.shutdown(socket.SHUT_RDWR)
 
     def cancel(self) -> None:
         self._timer.cancel()
+        with self._lock:
+            self._done = True
+            for sock in self._socks:
+                sock.close()
+            self._socks.clear()
+
+
+@dataclass(kw_only=True)
+class _Attempt:
+    """One GET in progress on this thread: its deadline, its watchdog, the connections it opened and, once
+    read, the reply."""
+
+    deadline: float
+    guard: _Watchdog
+    connections: list[HTTPConnection] = field(default_factory=list)
+    reply: _Reply | None = None
+
+    def left(self) -> float:
+        """Seconds before the deadline; `_Deadline` when none are left."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Deadline
+        return remaining
+
+    def spent(self) -> bool:
+        return self.guard.fired or time.monotonic() >= self.deadline
+
+
+_current = threading.local()
+
+
+def _attempt() -> _Attempt:
+    attempt: _Attempt | None = getattr(_current, "attempt", None)
+    if attempt is None:
+        raise RuntimeError("a Prometheus request outside a query: every request needs a deadline")
+    return attempt
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    """urllib3's connection, its socket watched by the current attempt's watchdog from the moment it
+    exists (``_new_conn`` makes the TCP connection, before any TLS)."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        attempt = _attempt()
+        attempt.guard.watch(sock)
+        attempt.connections.append(self)
+        return sock
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> None:
+        attempt = _attempt()
+        if self.sock is not None and self not in attempt.connections:  # a reused connection: watch it too
+            attempt.guard.watch(self.sock)
+            attempt.connections.append(self)
+        super().request(method, url, *args, **kwargs)
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter over pools of watched connections, with no retries. TLS trusts the system's CAs
+    (as ``ssl.create_default_context``) besides requests' bundle."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retries=_NO_RETRY)
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, ssl_context=ssl.create_default_context(), **kw)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
 def _content_length(value: str | None) -> int | None:
@@ -167,23 +284,21 @@ def _content_length(value: str | None) -> int | None:
     return int(value)
 
 
-def _read_body(
-    response: http.client.HTTPResponse, sock: socket.socket, deadline: float, guard: _Watchdog
-) -> bytes:
+def _read_body(raw: urllib3.BaseHTTPResponse, attempt: _Attempt) -> bytes:
     """The whole body, at most ``MAX_BODY_BYTES``, each read bounded by the time left."""
-    declared = _content_length(response.getheader("Content-Length"))
+    declared = _content_length(raw.headers.get("Content-Length"))
     if declared is not None and declared > MAX_BODY_BYTES:
         raise _Garbled(f"answer of {declared:,} bytes is larger than the {MAX_BODY_BYTES:,}-byte cap")
     chunks: list[bytes] = []
     size = 0
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _Deadline
-        sock.settimeout(remaining)
-        chunk = response.read1(min(_CHUNK, MAX_BODY_BYTES + 1 - size))
+        remaining = attempt.left()
+        for conn in attempt.connections:
+            if conn.sock is not None:
+                conn.sock.settimeout(remaining)
+        chunk = raw.read1(min(_CHUNK, MAX_BODY_BYTES + 1 - size), decode_content=False)
         if not chunk:
-            if guard.fired or time.monotonic() >= deadline:  # the watchdog's shutdown reads as the end
+            if attempt.spent():  # the watchdog's shutdown reads as the end
                 raise _Deadline
             if declared is not None and size != declared:
                 raise _Broken(f"answer cut short: {size:,} of {declared:,} bytes")
@@ -194,47 +309,120 @@ def _read_body(
         chunks.append(chunk)
 
 
-def _exchange(endpoint: _Endpoint, target: str, deadline: float) -> _Reply:
-    """One GET of ``target``, all of it before ``deadline`` (monotonic seconds)."""
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps, outermost first: requests wraps urllib3, which wraps the socket's error
+    (in ``reason``, in ``args`` or as the ``__cause__``)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < 16:
+        seen.add(id(current))
+        yield current
+        inner: BaseException | None = None
+        if isinstance(current, MaxRetryError) and isinstance(current.reason, BaseException):
+            inner = current.reason
+        elif isinstance(current, requests.RequestException | urllib3.exceptions.HTTPError):
+            inner = next((a for a in reversed(current.args) if isinstance(a, BaseException)), None)
+        current = inner or current.__cause__ or current.__context__
+
+
+def _failure(exc: BaseException, attempt: _Attempt) -> Exception:
+    """What a transport exception means for the query: `_Deadline`, `_Broken` or `_Garbled`."""
+    root = list(_causes(exc))[-1]
+    if attempt.spent() or isinstance(root, TimeoutError):
+        return _Deadline()
+    if isinstance(root, ssl.SSLError):
+        return _Garbled(f"TLS failure ({type(root).__name__})")
+    if isinstance(root, ConnectionError | http.client.IncompleteRead):
+        return _Broken(f"{type(root).__name__}: {bounded(str(root), LABEL_LIMIT)}")
+    if isinstance(root, http.client.HTTPException):
+        return _Garbled(f"not an HTTP answer ({type(root).__name__})")
+    if isinstance(root, OSError):
+        return _Broken(f"{type(root).__name__}: {bounded(str(root), LABEL_LIMIT)}")
+    return _Garbled(f"not an HTTP answer ({type(root).__name__})")
+
+
+_TRANSPORT_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+
+
+class _BoundedSession(requests.Session):
+    """The session prometheus-api-client sends its requests through, holding each to the current
+    attempt's deadline, cap and no-redirect rule (see the module docstring)."""
+
+    def __init__(self, *, auth: tuple[bytes, bytes] | None) -> None:
+        super().__init__()
+        if auth is not None:  # the URL's credentials (UTF-8), sent as basic auth with every request
+            self.auth = HTTPBasicAuth(*auth)
+        self.trust_env = False
+        self.max_redirects = 0
+        self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # no cookie kept nor sent
+        self.headers.clear()
+        self.headers.update({"User-Agent": "songbird", "Accept": "application/json", "Connection": "close"})
+        self._adapter = _WatchedAdapter()
+        self.mount("http://", self._adapter)
+        self.mount("https://", self._adapter)
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        """No redirect is ever followed, nor prepared: requests would otherwise read a 3xx's whole body
+        (uncapped) to work out ``Response.next`` even with ``allow_redirects=False``."""
+        return None
+
+    def get_adapter(self, url: str) -> HTTPAdapter:
+        """Every request goes through the watched adapter, also where the library mounted its own."""
+        return self._adapter
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        attempt = _attempt()
+        kwargs.update(allow_redirects=False, stream=True, timeout=attempt.left(), proxies={})
+        try:
+            response = super().request(*args, **kwargs)
+        except _TRANSPORT_ERRORS as exc:
+            raise _failure(exc, attempt) from exc
+        try:
+            if response.is_redirect or 300 <= response.status_code < 400:
+                reply = _Reply(
+                    status=response.status_code, body=b"", location=response.headers.get("Location")
+                )
+            else:
+                reply = _Reply(status=response.status_code, body=_read_body(response.raw, attempt))
+        except _TRANSPORT_ERRORS as exc:
+            raise _failure(exc, attempt) from exc
+        finally:
+            response.raw.close()  # the connection too: the next attempt opens (and watches) its own
+            response.close()
+        response._content = reply.body  # what the library's .json() reads: the socket is not read again
+        attempt.reply = reply
+        return response
+
+
+# What the library may raise after a whole answer was read (a non-200 with the body in its text, or its
+# own reading of an odd 200); the reply we kept decides instead.
+_LIBRARY_READING = (PrometheusApiClientException, ValueError, LookupError, TypeError, RecursionError)
+
+
+def _exchange(client: PrometheusConnect, promql: str, at: float, deadline: float) -> _Reply:
+    """One GET of the query through the library, all of it before ``deadline`` (monotonic seconds)."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise _Deadline
-    guard = _Watchdog(remaining)
-    sock: socket.socket | None = None
-    response: http.client.HTTPResponse | None = None
+    attempt = _Attempt(deadline=deadline, guard=_Watchdog(remaining))
+    _current.attempt = attempt
+    failed: BaseException | None = None
     try:
-        try:
-            sock = socket.create_connection((endpoint.host, endpoint.port), timeout=remaining)
-            guard.watch(sock)
-            if endpoint.tls:
-                context = ssl.create_default_context()
-                sock = context.wrap_socket(sock, server_hostname=endpoint.host, do_handshake_on_connect=False)
-                guard.watch(sock)
-                sock.do_handshake()
-            conn = http.client.HTTPConnection(endpoint.host, endpoint.port)
-            conn.sock = sock  # already connected: http.client only writes and reads
-            headers = {"Host": endpoint.netloc, "Accept": "application/json", "Connection": "close"}
-            if endpoint.auth is not None:
-                headers["Authorization"] = endpoint.auth
-            conn.request("GET", target, headers=headers)
-            response = conn.getresponse()
-            if 300 <= response.status < 400:
-                return _Reply(status=response.status, body=b"", location=response.getheader("Location"))
-            return _Reply(status=response.status, body=_read_body(response, sock, deadline, guard))
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if guard.fired or time.monotonic() >= deadline or isinstance(exc, TimeoutError):
-                raise _Deadline from exc
-            if isinstance(exc, ConnectionError | http.client.IncompleteRead):
-                raise _Broken(f"{type(exc).__name__}: {bounded(str(exc), LABEL_LIMIT)}") from exc
-            if isinstance(exc, OSError) and not isinstance(exc, ssl.SSLError):
-                raise _Broken(f"{type(exc).__name__}: {bounded(str(exc), LABEL_LIMIT)}") from exc
-            raise _Garbled(f"not an HTTP answer ({type(exc).__name__})") from exc
+        client.custom_query(promql, params={"time": f"{at:.3f}"})
+    except _LIBRARY_READING as exc:
+        failed = exc
     finally:
-        guard.cancel()
-        if response is not None:
-            response.close()
-        if sock is not None:
-            sock.close()
+        attempt.guard.cancel()
+        _current.attempt = None
+    if attempt.reply is None:  # the library failed before any answer: not one of the paths above
+        name = type(failed).__name__ if failed is not None else "no answer"
+        raise _Garbled(f"the Prometheus client failed ({name})") from failed
+    return attempt.reply
 
 
 class PrometheusSource:
@@ -249,6 +437,11 @@ class PrometheusSource:
         self.timeout = min(timeout, MAX_DEADLINE)
         self.retries = retries
         self._endpoint = _endpoint(self.url)
+        self._client: PrometheusConnect | None = None
+        if isinstance(self._endpoint, _Endpoint):
+            self._client = PrometheusConnect(
+                self._endpoint.base, retry=_NO_RETRY, session=_BoundedSession(auth=self._endpoint.auth)
+            )
 
     @classmethod
     def from_settings(
@@ -263,14 +456,14 @@ class PrometheusSource:
         return self.timeout
 
     def query_scalar(self, promql: str, *, at: float) -> float | None:
-        endpoint = self._endpoint
-        if isinstance(endpoint, str):
+        endpoint, client = self._endpoint, self._client
+        if isinstance(endpoint, str) or client is None:
             raise MetricsUnavailable(
                 bounded(f"{bounded(self.url, _URL_IN_ERRORS)}: {endpoint}", MESSAGE_LIMIT)
             )
         where = f"{bounded(endpoint.shown, _URL_IN_ERRORS)}/api/v1/query"
         query = f"(query {_short(promql)})"
-        reply = self._get(endpoint, promql, at, where, query)
+        reply = self._get(client, promql, at, where, query)
         if 300 <= reply.status < 400:
             location = f" ({quoted(reply.location)})" if reply.location else ""
             raise MetricsUnavailable(
@@ -294,24 +487,25 @@ class PrometheusSource:
             return None
         raise MetricsUnavailable(bounded(f"{where}: {answer.reason} {query}", MESSAGE_LIMIT))
 
-    def _get(self, endpoint: _Endpoint, promql: str, at: float, where: str, query: str) -> _Reply:
+    def _get(self, client: PrometheusConnect, promql: str, at: float, where: str, query: str) -> _Reply:
         """The answer to the query, after at most ``retries`` retries, all before the deadline."""
         deadline = time.monotonic() + self.timeout
-        target = endpoint.path + "?" + urlencode({"query": promql, "time": f"{at:.3f}"})
         attempt = 0
         while True:
             attempt += 1
             failure: str
             cause: BaseException | None = None
             try:
-                reply = _exchange(endpoint, target, deadline)
+                reply = _exchange(client, promql, at, deadline)
             except _Deadline as exc:
                 raise PrometheusUnreachable(
                     f"{where}: no answer within {self.timeout:g} s ({attempt} attempt"
                     f"{'' if attempt == 1 else 's'}) {query}"
                 ) from (exc.__cause__ or exc)
             except _Garbled as exc:
-                raise MetricsUnavailable(f"{where}: {exc} {query}") from (exc.__cause__ or exc)
+                raise MetricsUnavailable(bounded(f"{where}: {exc} {query}", MESSAGE_LIMIT)) from (
+                    exc.__cause__ or exc
+                )
             except _Broken as exc:
                 failure, cause = f"connection failed ({exc})", exc.__cause__ or exc
             else:
@@ -331,7 +525,9 @@ class PrometheusSource:
             time.sleep(pause)
 
     def close(self) -> None:
-        """Nothing is kept between queries (each opens and closes its own connection)."""
+        """Closes the client's session and its connection pools."""
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> PrometheusSource:
         return self
