@@ -31,6 +31,7 @@ from songbird.controller.errors import ClusterError, NotFound, OwnershipError
 from songbird.controller.facts import Observed, read_facts
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
 from songbird.controller.routers.base import Router
+from songbird.controller.status import StatusMemory, must_write
 
 log = structlog.get_logger("songbird")
 
@@ -94,17 +95,19 @@ class Reconciler:
         self.clock = clock
         self.listener = listener
         self.on_forget = on_forget
+        self.status = StatusMemory()  # what this replica decided since its last status write
 
     # -- the tick ----------------------------------------------------------------------------------------
 
     def tick(self, namespace: str, name: str) -> TickResult:
         configmap = self.reader.get(Kind.CONFIGMAP, namespace, name)
         if configmap is None:
+            self.status.forget(namespace, name)
             if self.on_forget is not None:
                 self.on_forget(namespace, name)
             return TickResult(state=None, error=f"ConfigMap {namespace}/{name} is gone")
         try:
-            state = read_state(configmap)
+            state = self.status.resume(namespace, name, configmap)
         except ValueError as exc:
             message = (
                 f"status annotation {STATUS_ANNOTATION} is not a valid rollout status ({exc}); "
@@ -214,14 +217,17 @@ class Reconciler:
         evaluated: bool,
     ) -> None:
         state = decision.state
-        if decision.action is Action.HOLD and _same(before, state):
-            # Nothing but the wording of a hold changed (elapsed time): no write, no watch event for it.
+        recorded_at = self.status.recorded_at(namespace, name, configmap, before)
+        if decision.action is Action.HOLD and not must_write(before, state, recorded_at=recorded_at):
+            # An unchanged evaluation (or only the wording of a hold): kept in memory, not written
+            # (`controller.status` says what a crash before the next write loses, and why that is safe).
+            self.status.held(namespace, name, configmap, state, recorded_at)
             log.debug("hold", rollout=f"{namespace}/{name}", reason=decision.reason)
             return
-        write_state(self.writer, namespace, name, state)
-        configmap.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_ANNOTATION] = (
-            state.to_json()
-        )
+        text = state.to_json()
+        write_state(self.writer, namespace, name, state, text=text)
+        configmap.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_ANNOTATION] = text
+        self.status.wrote(namespace, name, text, state)
         last = state.history[-1] if evaluated and state.history else None
         verdicts = {r.name: r.verdict.value for r in last.results} if last is not None else {}
         log.info(
@@ -328,19 +334,17 @@ class _Transitions:
         return self.observed.facts
 
 
-def _same(a: RolloutState, b: RolloutState) -> bool:
-    return replace(a, updated_at=None, reason="") == replace(b, updated_at=None, reason="")
-
-
 def read_state(configmap: Obj) -> RolloutState:
     text = ((configmap.get("metadata") or {}).get("annotations") or {}).get(STATUS_ANNOTATION)
     return RolloutState() if not text else RolloutState.from_json(text)
 
 
-def write_state(writer: ClusterWriter, namespace: str, name: str, state: RolloutState) -> None:
-    writer.patch(
-        Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: state.to_json()}}}
-    )
+def write_state(
+    writer: ClusterWriter, namespace: str, name: str, state: RolloutState, *, text: str | None = None
+) -> None:
+    """Write ``state`` (its `RolloutState.to_json`, or ``text`` when already made) as the status."""
+    body = state.to_json() if text is None else text
+    writer.patch(Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: body}}})
 
 
 def _describe(exc: SongbirdError, configmap: Obj) -> str:
