@@ -11,16 +11,15 @@ The record is compact and bounded (`RolloutState.to_json`):
   reads it (`analysis.decision._latest`; of its figures only ``DECISION_FIGURES``);
 - the ``HISTORY_LIMIT - 1`` evaluations before it are kept compact: time, step, weight, one letter per
   metric verdict (``P``, ``F``, ``I``, ``E``, in the order of the last evaluation's metrics) and the
-  canary requests seen; their reasons and figures are dropped (they were in the Event and log line of
-  their time);
+  canary requests seen; their reasons and figures are dropped;
 - text is bounded: the rollout's reason and forecast to ``REASON_CHARS``, each result's reason to its
   share of ``RESULT_REASON_CHARS``.
 If the record is still larger than ``STATUS_LIMIT`` bytes (only with many metrics and long non-ASCII
-reasons), it is made smaller rung by rung (`_RUNGS`: shorter text, fewer compact evaluations, ASCII
-text, then only the figures a decision reads), never by dropping a field a decision reads. The bound: at most ``STATUS_LIMIT`` (8 KiB) for any
-policy the loader accepts (at most ``MAX_METRICS`` metrics, two of them built-in with their figures and
-evidence sums), against Kubernetes' 256 KiB for all annotations of an object
-(`tests/unit/test_state.py` builds the worst case).
+reasons), it is made smaller rung by rung (`_RUNGS`: shorter text, fewer compact evaluations, ASCII text,
+then only the figures a decision reads), never by dropping a field a decision reads. The bound: at most
+``STATUS_LIMIT`` (8 KiB) for any policy the loader accepts (at most ``MAX_METRICS`` metrics, two of them
+built-in with their figures and evidence sums), against Kubernetes' 256 KiB for all annotations of an
+object (`tests/unit/test_state.py` builds the worst case).
 
 `from_json` reads this record and the one written by earlier versions (every evaluation whole); an earlier
 version reads this one too (the compact entries parse as evaluations without results, and the last one,
