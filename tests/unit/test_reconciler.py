@@ -5,8 +5,9 @@ Covers:
 - start: the canary is scaled up before its route exists, and the status is recorded last; a tick that
   only holds writes nothing;
 - act before record: in every tick of a whole healthy rollout the status write comes after the route and
-  replica writes it describes (a tick that only starts the next step's canary pods early records nothing), and each recorded weight is the one already in force; the weights written
-  are the policy's steps, each once;
+  replica writes it describes (a tick that only starts the next step's canary pods early records
+  nothing), and each recorded weight is the one already in force; the weights written are the policy's
+  steps, each once;
 - a weight is raised only onto canary pods that exist and are ready (scale-up, then the weight);
 - rollback: canary traffic and header routing are withdrawn before the canary is scaled down, and the
   stable keeps its replicas;
