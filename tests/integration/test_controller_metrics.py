@@ -57,7 +57,7 @@ def test_silent_prometheus_counts_errors_and_an_error_deadline_rollback(make_wor
     ) as w:
         state = w.run(200)
     assert state.phase is Phase.FAILED
-    evaluations = len(state.history)
+    evaluations = len(w.evaluations())
     for metric in ("error-rate", "latency"):
         assert sample(metrics, "songbird_evaluation_errors_total", metric=metric) == evaluations
     assert sample(metrics, "songbird_rollbacks_total", reason="error-deadline") == 1

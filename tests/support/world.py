@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from songbird.analysis.evaluate import PrometheusEvaluator
-from songbird.analysis.state import RolloutState
+from songbird.analysis.state import Evaluation, RolloutState
 from songbird.controller.kube import KubeClient
 from songbird.controller.reconciler import Reconciler, TickListener, TickResult, read_state
 from songbird.controller.routers import make_router
@@ -131,6 +131,19 @@ class World:
             if self.state().phase.finished:
                 break
         return self.state()
+
+    def evaluations(self) -> list[Evaluation]:
+        """Every evaluation the controller made, whole and in order, from what its ticks returned (the
+        status keeps only the last one whole, and is not written for an unchanged evaluation)."""
+        seen: dict[float, Evaluation] = {}
+        for result in self.results:
+            for decision in result.decisions:
+                for evaluation in decision.state.history[-1:]:
+                    seen.setdefault(evaluation.at, evaluation)
+            if result.state is not None:
+                for evaluation in result.state.history[-1:]:
+                    seen.setdefault(evaluation.at, evaluation)
+        return [seen[at] for at in sorted(seen)]
 
     def state(self) -> RolloutState:
         cm = self.cluster.get("ConfigMap", self.namespace, POLICY_NAME)
