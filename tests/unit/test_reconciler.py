@@ -10,6 +10,10 @@ Covers:
 - a weight is raised only onto canary pods that exist and are ready (scale-up, then the weight);
 - rollback: canary traffic and header routing are withdrawn before the canary is scaled down, and the
   stable keeps its replicas;
+- a crash (the process dies) right after an advance's route write, before its status write: a new
+  controller adopts the weight in force as the step started now, so an ERROR evaluation on the recovery
+  tick holds that weight instead of writing the recorded, lower one back, and the step's analysis still
+  runs a whole interval from its adoption;
 - an API error mid-tick (status write or route write failing) leaves the new step unrecorded, is reported
   as a Warning, and the next tick converges without writing the increase again;
 - an invalid policy, a missing Deployment or a hand-made canary Ingress: one Warning Event naming the
@@ -24,13 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
+from songbird.analysis.cause import Cause
 from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import Verdict
 from songbird.controller.ports import Kind
 from songbird.controller.reconciler import Reconciler, TickResult
 from songbird.controller.routers import make_router
 from tests.support import scenario
-from tests.support.fakes import FakeClock, FakeCluster, ScriptedEvaluator, Write
+from tests.support.fakes import Crashed, FakeClock, FakeCluster, ScriptedEvaluator, Write
 
 NS = scenario.NAMESPACE
 NAME = "nginx-rollout"
@@ -76,6 +83,8 @@ def describe(write: Write) -> str:
     """One write as a line a person can compare: what changed, not the whole body."""
     head = f"{write.op} {write.kind.value} {write.name}"
     body = write.body
+    if write.kind is Kind.CONFIGMAP and "finalizers" in body["metadata"]:
+        return f"{head} finalizers={','.join(body['metadata']['finalizers']) or '-'}"
     if write.kind is Kind.CONFIGMAP:
         status = json.loads(body["metadata"]["annotations"][STATUS])
         return f"{head} status={status['phase']} step={status['step'] + 1} weight={status['weight']:g}"
@@ -181,6 +190,7 @@ def advance_due(r: Rig) -> None:
 def test_start_scales_the_canary_before_its_route_exists_and_records_last() -> None:
     r = rig()
     assert r.tick() == [
+        "patch ConfigMap nginx-rollout finalizers=songbird.dev/cleanup",  # before the rollout's first change
         "patch Deployment nginx-v2 replicas=1",
         "create Ingress nginx-canary weight=0",
         "patch ConfigMap nginx-rollout status=Initializing step=0 weight=0",
@@ -250,11 +260,63 @@ def test_rollback_withdraws_traffic_before_removing_the_canary() -> None:
         "delete Ingress nginx-canary",
         "patch Deployment nginx-v2 replicas=0",
         "patch ConfigMap nginx-rollout status=Failed step=1 weight=0",
+        "patch ConfigMap nginx-rollout finalizers=-",  # a finished rollout keeps nothing to clean up
     ]
     assert r.replicas("nginx-v1") == 3  # the stable was never shrunk
     assert r.state().reason.startswith("error-rate: scripted FAIL")
     rollback = [(e.reason, e.warning) for e in r.cluster.events][-2:]
     assert rollback == [("RollingBack", True), ("RolledBack", True)]
+
+
+def restarted(r: Rig, script: Script) -> Rig:
+    """A new controller process on the same cluster and clock: nothing in memory, a new judge."""
+    fresh = rig(script)
+    fresh.cluster, fresh.clock = r.cluster, r.clock
+    fresh.reconciler = Reconciler(
+        reader=r.cluster,
+        writer=r.cluster,
+        recorder=r.cluster,
+        router=make_router("ingress-nginx"),
+        evaluator=fresh.evaluator,
+        clock=r.clock,
+    )
+    return fresh
+
+
+def canary_weights(cluster: FakeCluster) -> list[int]:
+    """Every canary weight the controller wrote, in order."""
+    return [
+        int(w.body["metadata"]["annotations"][f"{P}/canary-weight"])
+        for w in cluster.writes
+        if w.kind is Kind.INGRESS
+        and w.name == CANARY_INGRESS
+        and f"{P}/canary-weight" in ((w.body.get("metadata") or {}).get("annotations") or {})
+    ]
+
+
+def test_crash_between_route_and_status_write_never_lowers_the_weight() -> None:
+    r = rig()
+    r.tick()
+    r.run_until(at_step(1))
+    advance_due(r)
+    r.cluster.crash_after(1)  # the process dies right after the advance's route write (10% -> 20%)
+    with pytest.raises(Crashed):
+        r.tick()
+    assert (r.state().step + 1, r.state().weight, r.weight()) == (1, 10, "20")  # in force, not recorded
+
+    again = restarted(r, [Verdict.ERROR, Verdict.PASS])  # the recovery tick's evaluation: no answer
+    again.clock.advance(5)
+    adopted_at = again.clock.t
+    assert again.tick() == ["patch ConfigMap nginx-rollout status=Progressing step=2 weight=20"]
+    assert again.evaluator.evaluations == 1 and r.weight() == "20"
+    state = again.state()
+    assert (state.cause, state.step_started_at) == (Cause.STEP_ADOPTED, adopted_at)
+    assert state.history[-1].step == 0  # the ERROR judged the recorded step, not the adopted one
+    # Step 2's analysis runs a whole interval from its adoption: 40% comes no earlier.
+    again.run_until(at_step(3))
+    assert again.clock.t >= adopted_at + 60
+    weights = canary_weights(r.cluster)
+    assert weights == [0, 10, 20, 40] and weights == sorted(weights)
 
 
 # -- API errors ------------------------------------------------------------------------------------------
