@@ -14,6 +14,11 @@ Covers:
   controller adopts the weight in force as the step started now, so an ERROR evaluation on the recovery
   tick holds that weight instead of writing the recorded, lower one back, and the step's analysis still
   runs a whole interval from its adoption;
+- deleting a policy mid-rollout (the API server sets deletionTimestamp and waits for the finalizers):
+  canary traffic and header routing are withdrawn first, then the canary Ingress is deleted and the canary
+  scaled to 0 with the stable at full size, a PolicyDeleted Event is emitted, and only then is the cleanup
+  finalizer removed, another controller's finalizer kept and the resourceVersion sent as a precondition;
+  an idle or finished policy carries no finalizer, so its deletion is immediate;
 - an API error mid-tick (status write or route write failing) leaves the new step unrecorded, is reported
   as a Warning, and the next tick converges without writing the increase again;
 - an invalid policy, a missing Deployment or a hand-made canary Ingress: one Warning Event naming the
@@ -22,10 +27,11 @@ Covers:
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -317,6 +323,110 @@ def test_crash_between_route_and_status_write_never_lowers_the_weight() -> None:
     assert again.clock.t >= adopted_at + 60
     weights = canary_weights(r.cluster)
     assert weights == [0, 10, 20, 40] and weights == sorted(weights)
+
+
+# -- deleting a policy ------------------------------------------------------------------------------------
+
+
+def delete_policy(r: Rig) -> None:
+    """What the API server does on ``kubectl delete`` of an object with finalizers: it only sets
+    ``metadata.deletionTimestamp``, and removes the object once its finalizers are gone."""
+    cm = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    assert cm is not None
+    if not cm["metadata"].get("finalizers"):
+        r.cluster.remove(Kind.CONFIGMAP, NS, NAME)
+        return
+    cm["metadata"]["deletionTimestamp"] = "2026-09-20T10:00:00Z"
+    r.cluster.put(cm)
+
+
+def finalizers(r: Rig) -> list[str]:
+    cm = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    return [] if cm is None else list(cm["metadata"].get("finalizers", []))
+
+
+def test_deleting_a_policy_mid_rollout_withdraws_the_canary_then_lets_it_go() -> None:
+    r = rig()
+    r.tick()
+    r.run_until(at_step(2))
+    assert finalizers(r) == ["songbird.dev/cleanup"]
+    cm = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    assert cm is not None
+    cm["metadata"]["finalizers"].insert(0, "example.com/backup")  # another controller's, kept
+    r.cluster.put(cm)
+    delete_policy(r)
+    version = r.cluster.object(Kind.CONFIGMAP, NS, NAME)["metadata"]["resourceVersion"]  # type: ignore[index]
+    r.clock.advance(5)
+    assert r.tick() == [
+        "patch Ingress nginx-canary weight=0 header=off",
+        "patch ConfigMap nginx-rollout status=RollingBack step=2 weight=20",
+        "delete Ingress nginx-canary",
+        "patch Deployment nginx-v2 replicas=0",
+        "patch ConfigMap nginx-rollout status=Failed step=2 weight=0",
+        "patch ConfigMap nginx-rollout finalizers=example.com/backup",
+    ]
+    last = r.cluster.writes[-1].body["metadata"]
+    assert last["resourceVersion"] != version  # the version read after the status writes, not a stale one
+    assert (r.replicas("nginx-v1"), r.replicas("nginx-v2")) == (3, 0)
+    assert r.state().reason == "policy deleted: withdrawing the canary"
+    assert [(e.reason, e.warning) for e in r.cluster.events][-3:] == [
+        ("RollingBack", True),
+        ("RolledBack", True),
+        ("PolicyDeleted", False),
+    ]
+    assert (
+        r.cluster.events[-1].message
+        == "policy deleted: canary nginx-v2 withdrawn: no canary traffic or route, nginx-v2 scaled to 0"
+    )
+    assert finalizers(r) == ["example.com/backup"]  # the API server now waits for that one only
+
+
+def test_a_finished_or_idle_policy_carries_no_finalizer_and_goes_at_once() -> None:
+    r = rig()
+    r.tick()
+    r.run_until(lambda r: r.state().phase.finished)
+    assert r.state().phase is Phase.SUCCEEDED and finalizers(r) == []
+    delete_policy(r)
+    assert r.cluster.object(Kind.CONFIGMAP, NS, NAME) is None
+    r.clock.advance(5)
+    assert r.tick() == [] and r.last is not None and r.last.error == f"ConfigMap {NS}/{NAME} is gone"
+
+
+class RacingCluster(FakeCluster):
+    """A user edits the policy ConfigMap right after the controller's ``race_after``-th read of it."""
+
+    race_after = 0
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = super().get(kind, namespace, name)
+        if kind is Kind.CONFIGMAP and self.race_after > 0:
+            self.race_after -= 1
+            if self.race_after == 0 and obj is not None:
+                edited = copy.deepcopy(obj)
+                edited["metadata"].setdefault("labels", {})["team"] = "checkout"
+                self.put(edited)
+        return obj
+
+
+def test_finalizer_removal_racing_an_edit_is_refused_and_done_next_tick() -> None:
+    r = rig()
+    racing = RacingCluster()
+    for kind in Kind:
+        for obj in r.cluster.list_objects(kind, NS):
+            racing.put(obj)
+    r = restarted(replace(r, cluster=racing), [Verdict.PASS])
+    r.tick()
+    r.run_until(at_step(1))
+    delete_policy(r)
+    racing.race_after = 2  # the tick's first read, then the read the finalizer patch is computed from
+    r.clock.advance(5)
+    assert r.tick()[-1] == "patch ConfigMap nginx-rollout status=Failed step=1 weight=0"
+    assert finalizers(r) == ["songbird.dev/cleanup"]  # 409: a merge patch never overwrites a newer list
+    assert r.last is not None and r.last.error is None
+    r.clock.advance(5)
+    assert r.tick() == ["patch ConfigMap nginx-rollout finalizers=-"]
+    kept = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    assert finalizers(r) == [] and kept is not None and kept["metadata"]["labels"]["team"] == "checkout"
 
 
 # -- API errors ------------------------------------------------------------------------------------------
