@@ -2,7 +2,8 @@
 and what it tells the user, for behaviour that does not depend on Prometheus (verdicts are scripted).
 
 Covers:
-- start: the canary is scaled up before its route exists, and the status is recorded last; a tick that
+- start: the cleanup finalizer is put on the policy first, the canary is scaled up before its route
+  exists, and the status is recorded last; a tick that
   only holds writes nothing;
 - act before record: in every tick of a whole healthy rollout the status write comes after the route and
   replica writes it describes, and each recorded weight is the one already in force; the weights written
