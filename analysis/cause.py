@@ -31,6 +31,9 @@ class Cause(StrEnum):
     ANALYSIS_PASSED = "analysis-passed"  # every metric passed at the last step: promotion begins
     PROMOTED = "promoted"  # the main route serves the canary
     SUCCEEDED = "succeeded"  # the old stable is scaled down
+    STEP_ADOPTED = "step-adopted"  # a later step's weight was found in force (its status write was lost)
+    TRAFFIC_WITHDRAWN = "traffic-withdrawn"  # canary traffic found withdrawn: the rollback goes on
+    POLICY_DELETED = "policy-deleted"  # the policy ConfigMap is being deleted: the canary is withdrawn
 
 
 def read_cause(value: object) -> Cause:

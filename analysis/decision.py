@@ -12,10 +12,17 @@ Invariants kept here:
 - A weight is raised only when the canary already has the replicas that weight needs, and they are ready.
 - Rollback and promotion are split into transitions that are each safe to stop after: the reconciler acts
   and records one transition before taking the next (``again``), so a crash in between resumes correctly.
+- On resume the route in force (``Facts.route``) is the truth, not the recorded weight: the status is
+  written after the traffic change it records, so a crash in between leaves the route ahead of the status.
+  A later step's weight found in force is adopted as started now (its clock, hence its analysis, starts
+  at adoption); canary traffic found withdrawn (weight 0, no header/cookie routing) while a weight was
+  recorded continues the rollback that withdrew it; a main route found switched to the canary continues
+  the promotion. Hence a weight written never decreases except by a rollback.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -48,6 +55,8 @@ class Facts:
     stable_replicas: int  # spec.replicas of the stable Deployment
     canary_replicas: int  # spec.replicas of the canary Deployment
     canary_ready: int  # status.readyReplicas of the canary Deployment
+    route: TrafficSplit | None = None  # the split in force on the cluster; None: not observed (simulators)
+    deleting: bool = False  # the policy is being deleted: withdraw the canary, as a rollback does
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,6 +101,8 @@ def decide(
     results: tuple[MetricResult, ...] | None,
     now: float,
 ) -> Decision:
+    if facts.deleting and state.phase is not Phase.ROLLING_BACK:
+        return _deleting(policy, state, facts, now)
     if _needs_start(state, facts):
         if facts.canary == facts.stable:
             return Decision(
@@ -103,7 +114,8 @@ def decide(
             )
         return _start(policy, state, facts, now)
     if state.phase is Phase.INITIALIZING:
-        return _initializing(policy, state, facts, now)
+        adopted = _adopted(policy, state, facts, now)
+        return adopted if adopted is not None else _initializing(policy, state, facts, now)
     if state.phase in (Phase.PROGRESSING, Phase.PAUSED):
         return _progressing(policy, state, facts, results, now)
     if state.phase is Phase.PROMOTING:
@@ -134,6 +146,68 @@ def _needs_start(state: RolloutState, facts: Facts) -> bool:
     # The canary's pod template changed: a new version to judge, from the first step (also after a
     # finished rollout of the previous template).
     return bool(state.revision) and state.revision != facts.revision
+
+
+def _adopted(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision | None:
+    """A later step's weight in force on the route (its status write was lost in a crash): that step,
+    started now, so its analysis is not skipped and its weight is not written back down."""
+    route = facts.route
+    if route is None or route.canary_service is None or route.weight <= state.weight:
+        return None
+    later = [
+        i for i in range(state.step + 1, len(policy.steps)) if math.isclose(policy.steps[i], route.weight)
+    ]
+    if not later:
+        return None
+    step = later[0]
+    weight = policy.steps[step]
+    reason = (
+        f"step {step + 1}/{len(policy.steps)} at {weight:g}%: found in force (its status was not recorded); "
+        "its analysis starts now"
+    )
+    new = replace(
+        state, phase=Phase.PROGRESSING, step=step, weight=weight, step_started_at=now, updated_at=now
+    )
+    target = _target(policy, new, weight=weight, match=True, replicas_for=weight)
+    return _hold(new, Phase.PROGRESSING, Cause.STEP_ADOPTED, reason, target, now)
+
+
+def _withdrawn(state: RolloutState, facts: Facts) -> bool:
+    """Canary traffic found withdrawn as a rollback's first transition leaves it, while a weight is
+    recorded: that rollback was interrupted before its status write (or a person withdrew the canary)."""
+    route = facts.route
+    return (
+        route is not None
+        and route.canary_service is not None
+        and route.weight == 0
+        and not route.match_routes
+        and state.weight > 0
+    )
+
+
+def _deleting(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
+    """The policy is being deleted: withdraw the canary as a rollback does, unless the main route already
+    serves it (then nothing is withdrawn and both Deployments keep their replicas)."""
+    if state.phase is Phase.PROMOTING and state.promoted_at is not None:
+        reason = (
+            f"policy deleted after the main route switched to {state.canary_service}; {state.stable} keeps "
+            "its replicas"
+        )
+        done = _said(replace(state, phase=Phase.SUCCEEDED, updated_at=now), Cause.POLICY_DELETED, reason)
+        return Decision(
+            state=done, action=Action.HOLD, cause=Cause.POLICY_DELETED, reason=reason, target=None
+        )
+    routed = facts.route is not None and facts.route.canary_service is not None
+    if state.phase in ACTIVE or routed:
+        return _rollback(state, facts, Cause.POLICY_DELETED, "policy deleted: withdrawing the canary", now)
+    return Decision(
+        state=state,
+        action=Action.HOLD,
+        cause=state.cause,
+        cause_metric=state.cause_metric,
+        reason=state.reason,
+        target=None,
+    )
 
 
 def _start(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
@@ -262,6 +336,15 @@ def summarize(results: tuple[MetricResult, ...]) -> str:
 def _rollback(
     state: RolloutState, facts: Facts, cause: Cause, reason: str, now: float, metric: str = ""
 ) -> Decision:
+    # A rollback from Idle (a policy deleted while its start was interrupted) knows its objects from facts.
+    state = replace(
+        state,
+        canary=state.canary or facts.canary,
+        stable=state.stable or facts.stable,
+        canary_service=state.canary_service or facts.canary_service,
+        stable_service=state.stable_service or facts.stable_service,
+        total_replicas=state.total_replicas or facts.stable_replicas,
+    )
     new = _said(replace(state, phase=Phase.ROLLING_BACK, updated_at=now), cause, reason, metric)
     # First transition: withdraw canary traffic and header/cookie routing, keep the pods; the next one
     # (same tick) removes the canary route and scales the canary down.
@@ -297,6 +380,12 @@ def _progressing(
     step = min(state.step, len(steps) - 1)
     if step != state.step or state.weight != steps[step]:
         state = replace(state, step=step, weight=min(state.weight, steps[step]))
+    if _withdrawn(state, facts):
+        reason = (
+            f"step {step + 1}/{len(steps)}: canary traffic found withdrawn (0%, no header/cookie routing) "
+            f"while {state.weight:g}% was recorded: rolling back"
+        )
+        return _rollback(state, facts, Cause.TRAFFIC_WITHDRAWN, reason, now)
     current = _target(policy, state, weight=state.weight, match=True, replicas_for=state.weight)
 
     if results is not None:
@@ -329,6 +418,10 @@ def _progressing(
                 f"{format_duration(policy.analysis.error_deadline)}): {errors[0].reason}",
                 now,
             )
+
+    adopted = _adopted(policy, state, facts, now)  # after the verdicts, which judged the recorded step
+    if adopted is not None:
+        return adopted
 
     latest = _latest(state)
     verdicts = latest.results if latest is not None else ()
@@ -438,8 +531,10 @@ def _promote(policy: Policy, state: RolloutState, cause: Cause, reason: str, now
 def _promoting(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
     total = state.total_replicas
     if state.promoted_at is None:
-        # Canary at full size first; switch the main route only when all of it is ready.
-        if facts.canary_ready < total or facts.canary_replicas < total:
+        # Canary at full size first; switch the main route only when all of it is ready (or when the route
+        # is found switched already: the switch's status write was lost, and it is never undone).
+        switched_already = facts.route is not None and facts.route.stable_service == state.canary_service
+        if not switched_already and (facts.canary_ready < total or facts.canary_replicas < total):
             reason = f"promoting: waiting for the canary at full size ({facts.canary_ready}/{total} ready)"
             return Decision(
                 state=_said(replace(state, updated_at=now), Cause.WAITING_FOR_PODS, reason),

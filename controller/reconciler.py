@@ -9,6 +9,16 @@ safe to resume from:
 - a decision marked ``again`` (rollback, promotion) is recorded before the next transition is taken.
 Bad input (invalid policy, missing object, foreign canary Ingress) is recorded in the status and raised as
 a Warning Event on the policy ConfigMap, and traffic is not touched.
+
+Deleting a policy mid-rollout: the finalizer `CLEANUP_FINALIZER` is put on the policy ConfigMap by its own
+write just before the rollout's first change to the cluster (the canary scale-up), so every object Songbird
+touches is covered, even when a crash comes before the first status write. It is a separate merge patch
+because a merge patch replaces the whole finalizers list: it carries the other finalizers and the
+resourceVersion it was computed from as a precondition (a concurrent change answers 409 and the next tick
+tries again), which the status writes must not carry. A ConfigMap with ``metadata.deletionTimestamp`` is
+rolled back as a failed analysis would be (traffic withdrawn, then the canary Ingress deleted and the canary
+scaled to 0, the stable's replicas restored), a ``PolicyDeleted`` Event is emitted, and only then is the
+finalizer removed. When a rollout ends (Succeeded, Failed) the finalizer is removed too.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from typing import Protocol
 
 import structlog
 
-from songbird.analysis.decision import Action, Decision, Facts
+from songbird.analysis.decision import ACTIVE, Action, Decision, Facts
 from songbird.analysis.plan import Target
 from songbird.analysis.state import STATUS_ANNOTATION, Evidence, Phase, RolloutState
 from songbird.analysis.step import step
@@ -27,8 +37,9 @@ from songbird.analysis.verdict import MetricResult
 from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import Policy
-from songbird.controller.errors import ClusterError, NotFound, OwnershipError
+from songbird.controller.errors import ClusterError, Conflict, NotFound, OwnershipError
 from songbird.controller.facts import Observed, read_facts
+from songbird.controller.keys import CLEANUP_FINALIZER
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
 from songbird.controller.routers.base import Router
 from songbird.controller.status import StatusMemory, must_write
@@ -117,11 +128,15 @@ class Reconciler:
             return TickResult(state=None, error=message)
         now = self.clock.now()
         initial = state
+        deleting = _deleting(configmap)
         try:
             policy = load_policy_configmap(configmap)
             view = self.router.read(self.reader, namespace, policy, name)
-            observed = read_facts(self.reader, view, namespace, policy, state)
+            observed = read_facts(self.reader, view, namespace, policy, state, deleting=deleting)
         except (PolicyError, OwnershipError, NotFound) as exc:
+            if deleting and state.phase not in ACTIVE:
+                self._finish_deletion(configmap, state)  # nothing of a rollout to withdraw
+                return TickResult(state=state)
             return self._refuse(configmap, state, _describe(exc, configmap), now)
         except ClusterError as exc:
             return self._refuse(configmap, state, f"Kubernetes API: {exc}", now, transient=True)
@@ -144,6 +159,18 @@ class Reconciler:
                 configmap, tick.state, f"Kubernetes API: {exc}", now, transient=True, decisions=tick.done
             )
         decisions, state = tick.done, tick.state
+        if state.phase not in ACTIVE:
+            try:
+                if deleting:
+                    self._finish_deletion(configmap, state)
+                else:
+                    self._set_finalizer(namespace, name, present=False)
+            except Conflict as exc:  # the ConfigMap changed since it was read: the next tick tries again
+                log.info("finalizer not removed yet", rollout=f"{namespace}/{name}", reason=str(exc))
+            except ClusterError as exc:
+                return self._refuse(
+                    configmap, state, f"Kubernetes API: {exc}", now, transient=True, decisions=decisions
+                )
         if self.listener is not None:
             target = next((d.target for d in reversed(decisions) if d.target is not None), None)
             facts = tick.observed.facts
@@ -157,6 +184,44 @@ class Reconciler:
                 target.stable_replicas if target is not None else facts.stable_replicas,
             )
         return TickResult(state=state, decisions=decisions)
+
+    # -- the cleanup finalizer ---------------------------------------------------------------------------
+
+    def _set_finalizer(self, namespace: str, name: str, *, present: bool) -> None:
+        """Add or remove `CLEANUP_FINALIZER`, keeping the other finalizers, with the resourceVersion the
+        list was read at as a precondition (a merge patch replaces the whole list)."""
+        current = self.reader.get(Kind.CONFIGMAP, namespace, name)
+        if current is None:
+            return
+        meta = current.get("metadata") or {}
+        finalizers = [str(f) for f in meta.get("finalizers") or []]
+        if (CLEANUP_FINALIZER in finalizers) == present:
+            return
+        kept = [f for f in finalizers if f != CLEANUP_FINALIZER]
+        wanted = [*kept, CLEANUP_FINALIZER] if present else kept
+        body = {"metadata": {"finalizers": wanted, "resourceVersion": meta.get("resourceVersion")}}
+        self.writer.patch(Kind.CONFIGMAP, namespace, name, body)
+        log.info(
+            "finalizer added" if present else "finalizer removed",
+            rollout=f"{namespace}/{name}",
+            finalizer=CLEANUP_FINALIZER,
+        )
+
+    def _finish_deletion(self, configmap: Obj, state: RolloutState) -> None:
+        """The canary is withdrawn (or there was none): say so, then let the API server delete the policy."""
+        meta = configmap.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        if CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
+            return
+        what = (
+            f"canary {state.canary} withdrawn: no canary traffic or route, {state.canary} scaled to 0"
+            if state.canary and state.phase is Phase.FAILED
+            else "no canary to withdraw"
+        )
+        self.recorder.event(
+            configmap, reason="PolicyDeleted", message=f"policy deleted: {what}"[:1024], warning=False
+        )
+        self._set_finalizer(namespace, name, present=False)
 
     # -- act ---------------------------------------------------------------------------------------------
 
@@ -323,6 +388,9 @@ class _Transitions:
 
     def acted(self, decision: Decision, facts: Facts) -> Facts:
         r = self.r
+        if decision.target is not None and decision.state.phase in ACTIVE and not facts.deleting:
+            # Before the rollout's first change: a later deletion of the policy waits for its cleanup.
+            r._set_finalizer(self.namespace, self.name, present=True)
         r._act(self.policy, self.namespace, self.name, self.observed, decision.target)
         evaluated = self.evaluated and not self.done  # only the tick's first decision saw the verdicts
         r._record(self.configmap, self.namespace, self.name, self.state, decision, evaluated=evaluated)
@@ -330,8 +398,14 @@ class _Transitions:
         self.state = decision.state
         if decision.again:
             view = r.router.read(r.reader, self.namespace, self.policy, self.name)
-            self.observed = read_facts(r.reader, view, self.namespace, self.policy, self.state)
+            self.observed = read_facts(
+                r.reader, view, self.namespace, self.policy, self.state, deleting=facts.deleting
+            )
         return self.observed.facts
+
+
+def _deleting(configmap: Obj) -> bool:
+    return bool((configmap.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def read_state(configmap: Obj) -> RolloutState:

@@ -9,6 +9,9 @@ then the canary scaled to 0), each with the metric as its cause; a promotion is 
 ticks (promote, switch the route, after scaleDownDelay scale the stable down); ``acted`` sees every
 decision, in order, with the facts it was taken from; an exception from ``acted`` ends the tick; the cause is
 kept in the status, and a status without one (or with an unknown one) reads as UNKNOWN.
+Resume after a crash (the route in force is the truth): a later step's weight found in force is adopted as
+started now, and an ERROR evaluation then holds that weight (never the recorded, lower one) and promotion
+waits a whole interval from the adoption; canary traffic found withdrawn goes on with the rollback.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pytest
 
 from songbird.analysis.cause import Cause
 from songbird.analysis.decision import Action, Decision, Facts
+from songbird.analysis.plan import TrafficSplit
 from songbird.analysis.state import Evidence, Phase, RolloutState
 from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult, Verdict
@@ -187,3 +191,51 @@ def test_the_cause_survives_the_status_and_old_statuses_still_read() -> None:
     assert RolloutState.from_json(json.dumps(old)).cause is Cause.UNKNOWN
     newer = {**old, "cause": "a-cause-from-a-newer-controller"}
     assert RolloutState.from_json(json.dumps(newer)).cause is Cause.UNKNOWN
+
+
+def routed(weight: float, *, match: bool = True) -> TrafficSplit:
+    return TrafficSplit(
+        stable_service="nginx-v1", canary_service="nginx-v2", weight=weight, match_routes=match
+    )
+
+
+def test_a_later_weight_in_force_is_adopted_and_an_error_never_lowers_it() -> None:
+    state = started_at(T0)  # step 1 at 10%; the crash lost the status write of the advance to 50%
+    error = MetricResult(name="error-rate", verdict=Verdict.ERROR, reason="no answer")
+    facts = replace(FACTS, route=routed(50))
+    (held,) = step(POLICY, state, facts, T0 + 65, verdicts=lambda s: judged(error), acted=ready)
+    assert (held.action, held.cause, held.state.phase) == (Action.HOLD, Cause.STEP_ADOPTED, Phase.PROGRESSING)
+    assert (held.state.step, held.state.weight, held.state.step_started_at) == (1, 50, T0 + 65)
+    assert held.target is not None and held.target.traffic.weight == 50  # never the recorded 10
+    assert held.state.history[-1].step == 0  # the ERROR judged the window of the recorded step
+    passed = MetricResult(name="error-rate", verdict=Verdict.PASS, reason="fine")
+    state, now, facts = held.state, T0 + 65, ready(held, facts)
+    for _ in range(20):  # PASS every cadence: promotion only once the adopted step ran its whole interval
+        now += 15
+        decisions = step(POLICY, state, facts, now, verdicts=lambda s: judged(passed), acted=ready)
+        splits = [d.target.traffic for d in decisions if d.target is not None]
+        assert all(t.weight >= 50 or t.stable_service == "nginx-v2" for t in splits)  # or all, promoted
+        state, facts = decisions[-1].state, ready(decisions[-1], facts)
+        if decisions[0].action is Action.PROMOTE:
+            break
+    assert state.phase is Phase.PROMOTING and now >= T0 + 65 + 60
+
+
+def test_an_adopted_first_step_after_a_crash_in_initializing() -> None:
+    start = step(POLICY, RolloutState(), FACTS, T0, verdicts=never)[0].state  # Initializing recorded
+    none_ready = replace(FACTS, canary_ready=0, route=routed(10))  # 10% in force, the pod since restarted
+    (held,) = step(POLICY, start, none_ready, T0 + 5, verdicts=never)
+    assert (held.cause, held.state.step, held.state.weight) == (Cause.STEP_ADOPTED, 0, 10)
+    assert held.target is not None and held.target.traffic.weight == 10
+
+
+def test_traffic_found_withdrawn_goes_on_with_the_rollback() -> None:
+    state = replace(started_at(T0), step=1, weight=50.0)
+    withdrawn = replace(FACTS, route=routed(0, match=False))
+    decisions = step(POLICY, state, withdrawn, T0 + 5, verdicts=never, acted=ready)
+    assert [(d.action, d.cause, d.state.phase) for d in decisions] == [
+        (Action.ROLLBACK, Cause.TRAFFIC_WITHDRAWN, Phase.ROLLING_BACK),
+        (Action.ROLLBACK, Cause.TRAFFIC_WITHDRAWN, Phase.FAILED),
+    ]
+    last = decisions[-1].target
+    assert last is not None and last.traffic.canary_service is None and last.canary_replicas == 0
