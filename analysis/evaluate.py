@@ -69,25 +69,25 @@ def _error(name: str, reason: str) -> MetricResult:
 
 
 def _sparse(result: MetricResult, metric: MetricSpec, min_requests: int) -> MetricResult:
-    if result.verdict is not Verdict.INCONCLUSIVE or result.figures.get("shared_outage"):
-        return result
     f = result.figures
-    n_c, x_c = float(f.get("canary_total_sum", 0.0)), float(f.get("canary_bad_sum", 0.0))
-    n_s, x_s = float(f.get("stable_total_sum", 0.0)), float(f.get("stable_bad_sum", 0.0))
-    x_h = float(f.get("history_bad", 0.0))
+    if result.verdict is not Verdict.INCONCLUSIVE or f.shared_outage:
+        return result
+    n_c, x_c = f.canary_total_sum or 0.0, f.canary_bad_sum or 0.0
+    n_s, x_s = f.stable_total_sum or 0.0, f.stable_bad_sum or 0.0
+    x_h = f.history_bad or 0.0
     if x_c + x_s + x_h >= SPARSE_EVENTS or n_c < max(min_requests, 1):
         return result
     if n_s > 0 and x_c / n_c > x_s / n_s and x_c > 0:
         return result
-    if ceiling(metric) is not None and float(f.get("e_ceiling_good", 0.0)) < float(
-        f.get("threshold_good", 1)
+    if ceiling(metric) is not None and (f.e_ceiling_good or 0.0) < (
+        f.threshold_good if f.threshold_good is not None else 1.0
     ):
         return result
     reason = (
         f"too few bad events to compare ({x_c:.0f} in {n_c:.0f} canary requests, {x_s:.0f} in "
         f"{n_s:.0f} stable): pass on {min_requests} requests"
     )
-    return replace(result, verdict=Verdict.PASS, reason=reason, figures={**f, "sparse": True})
+    return replace(result, verdict=Verdict.PASS, reason=reason, figures=replace(f, sparse=True))
 
 
 def judge(
@@ -120,11 +120,9 @@ def judge(
         if seen.value is not None:
             result = replace(
                 result,
-                figures={
-                    **result.figures,
-                    "quantile": metric.quantile,
-                    "latency_quantile_seconds": seen.value,
-                },
+                figures=replace(
+                    result.figures, quantile=metric.quantile, latency_quantile_seconds=seen.value
+                ),
             )
         by_name[seen.name] = _sparse(result, metric, policy.analysis.min_requests)
     compared = [by_name[o.name] for o in builtin if by_name[o.name].verdict is not Verdict.ERROR]
@@ -132,7 +130,7 @@ def judge(
     if compared and mean_rule.decisive and not any(r.decisive for r in compared):
         # The mean of the metrics' rollback evidence crossed 1/alpha although none did alone: the verdict
         # lands on the metric with the most evidence, with the rule's own reason.
-        worst = max(compared, key=lambda r: float(r.figures.get("e_bad", 0.0)))
+        worst = max(compared, key=lambda r: r.figures.e_bad or 0.0)
         by_name[worst.name] = replace(worst, verdict=Verdict.FAIL, decisive=True, reason=mean_rule.reason)
     for seen in custom:
         by_name[seen.name] = threshold.judge_threshold(
