@@ -13,7 +13,8 @@ Decision rule for one metric (see `analysis.evidence` for the e-processes and th
 * FAIL, decisive: rollback evidence E_bad >= K/alpha (K metrics share alpha, Bonferroni), or, with a
   ceiling, the one-sample evidence that the canary's bad share is above the ceiling >= K/alpha;
 * PASS: promotion evidence E_good >= 1/beta, the ceiling certified the same way if one is set, and at
-  least ``min_requests`` canary requests counted over the rollout;
+  least ``min_requests`` canary requests counted over the rollout; `analysis.evaluate` further holds a
+  PASS to fresh evidence at the current step (`analysis.fresh`), which never touches the sums here;
 * INCONCLUSIVE otherwise. The e-processes need no minimum sample: ``min_requests`` gates promotion only.
 * Shared outage: when the stable's own bad share in the window is far above its history (at least
   ``OUTAGE_FACTOR`` times its running share, with at least ``OUTAGE_MIN_EVENTS`` bad events) or above the

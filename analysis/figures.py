@@ -70,6 +70,10 @@ class Figures:
     slow_above_seconds: float | None = None
     # The sparse rule passed this metric (`analysis.evaluate`).
     sparse: bool | None = None
+    # Fresh evidence (`analysis.fresh`): the canary's requests and bad events counted at the current step
+    # and weight, in windows that answered; a PASS needs at least max(minRequests, 1) of these requests.
+    fresh_canary_requests: float | None = None
+    fresh_canary_bad: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The figures as JSON: fields that are not None, under their own names."""
