@@ -425,7 +425,7 @@ def _progressing(
 
     latest = _latest(state)
     verdicts = latest.results if latest is not None else ()
-    outage = [r for r in verdicts if r.figures.get("shared_outage")]
+    outage = [r for r in verdicts if r.figures.shared_outage]
     label = f"step {step + 1}/{len(steps)} at {state.weight:g}%"
     if outage:
         reason = f"{label}: paused, stable failing too (shared outage): {outage[0].reason}"

@@ -272,7 +272,8 @@ class Analysis:
     )
     min_requests: int = spec(
         "minRequests",
-        "Canary requests needed before a metric can PASS (built-ins: over the rollout; custom metrics: in "
+        "Canary requests needed before a metric can PASS (built-ins: since the current step started, at its "
+        "weight; custom metrics: in "
         "the window). Too few is INCONCLUSIVE, never FAIL.",
         default=100,
         minimum=0,

@@ -305,30 +305,27 @@ def promotion_margin(results: Sequence[MetricResult]) -> float:
     out = math.inf
     for r in results:
         f = r.figures
-        if "e_good" not in f:
+        if f.e_good is None or f.threshold_good is None:
             continue
-        bound = math.log(float(f["threshold_good"]))
-        if not f.get("sparse"):
-            out = min(out, math.log(max(float(f["e_good"]), 1e-300)) - bound)
-        if "e_ceiling_good" in f:
-            out = min(out, math.log(max(float(f["e_ceiling_good"]), 1e-300)) - bound)
+        bound = math.log(f.threshold_good)
+        if not f.sparse:
+            out = min(out, math.log(max(f.e_good, 1e-300)) - bound)
+        if f.e_ceiling_good is not None:
+            out = min(out, math.log(max(f.e_ceiling_good, 1e-300)) - bound)
     return out
 
 
 def margin(results: Sequence[MetricResult]) -> float:
     """How far one evaluation's rollback evidence was from rolling back (ln E - ln bound; >= 0: rollback):
     the larger of the mean rule (mean E_bad against 1/alpha) and each metric's ceiling (against K/alpha)."""
-    compared = [r for r in results if "e_bad" in r.figures]
-    if not compared:
+    compared = [r.figures for r in results if r.figures.e_bad is not None]
+    alpha = compared[0].alpha if compared else None
+    if alpha is None:
         return -math.inf
-    alpha = float(compared[0].figures["alpha"])
-    mean = statistics.fmean(float(r.figures["e_bad"]) for r in compared)
-    out = math.log(mean) - math.log(1 / alpha)
-    for r in compared:
-        if "e_ceiling_bad" in r.figures:
-            out = max(
-                out, math.log(float(r.figures["e_ceiling_bad"])) - math.log(float(r.figures["threshold_bad"]))
-            )
+    out = math.log(statistics.fmean(f.e_bad for f in compared if f.e_bad is not None)) - math.log(1 / alpha)
+    for f in compared:
+        if f.e_ceiling_bad is not None and f.threshold_bad is not None:
+            out = max(out, math.log(f.e_ceiling_bad) - math.log(f.threshold_bad))
     return out
 
 

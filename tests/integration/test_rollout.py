@@ -110,7 +110,7 @@ def test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence(make_world:
 
         def strongest(e: object) -> float:
             f = next(r for r in e.results if r.name == "error-rate").figures  # type: ignore[attr-defined]
-            return max(f["e_bad"], f.get("e_ceiling_bad", 0.0)) / f["threshold_bad"]
+            return float(max(f.e_bad, f.e_ceiling_bad or 0.0) / f.threshold_bad)
 
         assert strongest(evaluations[-1]) >= 1
         assert all(strongest(e) < 1 for e in evaluations[:-1])
