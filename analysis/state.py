@@ -17,7 +17,7 @@ The record is compact and bounded (`RolloutState.to_json`):
 If the record is still larger than ``STATUS_LIMIT`` bytes (only with many metrics and long non-ASCII
 reasons), it is made smaller rung by rung (`_RUNGS`: shorter text, fewer compact evaluations, ASCII text,
 then only the figures a decision reads), never by dropping a field a decision reads. The bound: at most
-``STATUS_LIMIT`` (8 KiB) for any policy the loader accepts (at most ``MAX_METRICS`` metrics, two of them
+``STATUS_LIMIT`` (12 KiB) for any policy the loader accepts (at most ``MAX_METRICS`` metrics, two of them
 built-in with their figures and evidence sums), against Kubernetes' 256 KiB for all annotations of an
 object (`tests/unit/test_state.py` builds the worst case).
 
@@ -44,7 +44,7 @@ STATUS_ANNOTATION = "songbird.dev/status"
 Evidence = dict[str, dict[str, float]]
 
 HISTORY_LIMIT = 12  # evaluations kept in the status: the last one whole, the ones before it compact
-STATUS_LIMIT = 8 * 1024  # bytes of the status annotation, at most (Kubernetes: 256 KiB for all annotations)
+STATUS_LIMIT = 12 * 1024  # bytes of the status annotation, at most (Kubernetes: 256 KiB for all annotations)
 REASON_CHARS = MESSAGE_LIMIT  # the rollout's reason and forecast, at most
 RESULT_REASON_CHARS = 2400  # the last evaluation's reasons together, at most (each at most REASON_LIMIT)
 

@@ -22,6 +22,7 @@ import pytest
 
 from songbird.analysis.cause import Cause
 from songbird.analysis.evaluate import judge
+from songbird.analysis.figures import Figures
 from songbird.analysis.history import HISTORY_BAD, HISTORY_SECONDS, HISTORY_TOTAL
 from songbird.analysis.observe import MetricObservation
 from songbird.analysis.state import (
@@ -131,8 +132,8 @@ def test_worst_case_record_is_within_the_bound_and_keeps_what_decisions_read() -
     assert [(r.name, r.verdict, r.decisive, r.value, r.limit) for r in last.results] == [
         (r.name, r.verdict, r.decisive, r.value, r.limit) for r in again.results
     ]
-    assert [{k: r.figures.get(k) for k in DECISION_FIGURES} for r in last.results] == [
-        {k: r.figures.get(k) for k in DECISION_FIGURES} for r in again.results
+    assert [{k: getattr(r.figures, k) for k in DECISION_FIGURES} for r in last.results] == [
+        {k: getattr(r.figures, k) for k in DECISION_FIGURES} for r in again.results
     ]
     assert len(last.results) == MAX_METRICS
 
@@ -165,7 +166,7 @@ def test_only_the_last_evaluation_keeps_figures_and_reasons() -> None:
     assert [(r.name, r.verdict) for r in first.results] == [
         (r.name, r.verdict) for r in state.history[0].results
     ]
-    assert all(r.reason == "" and r.figures == {} for r in first.results)
+    assert all(r.reason == "" and r.figures == Figures() for r in first.results)
     assert back.to_json() == state.to_json()
 
 
