@@ -12,6 +12,7 @@ tests' fast tier and the robustness benchmark's ``faults`` campaign (the bench c
   `kubelet` plays the kubelet: every Deployment's ``status.readyReplicas`` becomes its ``spec.replicas``
   (not logged as a write: the controller did not make it).
 - `FakeClock` is a `Clock` that moves only when the caller says so.
+- `reconciler_over` is the real `Reconciler` (ingress-nginx router) reading and writing a `FakeCluster`.
 
 Nothing here imports an HTTP library.
 """
@@ -26,6 +27,8 @@ from typing import Any, Literal
 
 from songbird.controller.errors import ClusterUnavailable, Conflict, NotFound
 from songbird.controller.ports import Kind, Obj
+from songbird.controller.reconciler import Evaluator, Reconciler
+from songbird.controller.routers import make_router
 
 Op = Literal["create", "patch", "delete"]
 
@@ -202,3 +205,15 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
+
+
+def reconciler_over(cluster: FakeCluster, *, evaluator: Evaluator, clock: FakeClock) -> Reconciler:
+    """The real reconciler with ``cluster`` as its reader, writer and recorder (ingress-nginx routing)."""
+    return Reconciler(
+        reader=cluster,
+        writer=cluster,
+        recorder=cluster,
+        router=make_router("ingress-nginx"),
+        evaluator=evaluator,
+        clock=clock,
+    )

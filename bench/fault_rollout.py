@@ -32,14 +32,13 @@ from structlog.testing import capture_logs
 
 from songbird.analysis.evaluate import PrometheusEvaluator
 from songbird.analysis.state import STATUS_ANNOTATION, Phase, RolloutState
-from songbird.bench.fake_cluster import FakeClock, FakeCluster
+from songbird.bench.fake_cluster import FakeClock, FakeCluster, reconciler_over
 from songbird.bench.fault_prometheus import MARKER, Fault
 from songbird.config.text import REASON_LIMIT
 from songbird.controller import deadline
 from songbird.controller.endpoints import Endpoints
 from songbird.controller.ports import Kind
 from songbird.controller.reconciler import Reconciler
-from songbird.controller.routers import make_router
 from songbird.controller.routers.ingress_nginx import canary_name
 from songbird.lab import scenarios
 
@@ -156,14 +155,7 @@ def run_rollout(
     clock = FakeClock(T0)
     endpoints = Endpoints(limit=2, failures=breaker_failures)
     evaluator = PrometheusEvaluator(default_url=None, max_timeout=MAX_TIMEOUT, wrap=endpoints.wrap)
-    reconciler = Reconciler(
-        reader=cluster,
-        writer=cluster,
-        recorder=cluster,
-        router=make_router("ingress-nginx"),
-        evaluator=evaluator,
-        clock=clock,
-    )
+    reconciler = reconciler_over(cluster, evaluator=evaluator, clock=clock)
     run = Run()
     # The controller's log lines are not this harness' output (and the log's bounds are not judged here).
     with capture_logs():

@@ -1,8 +1,9 @@
 """In-memory implementations of the controller's narrow ports, for the fast tier (`tests/unit`).
 
 - `FakeCluster` (a `ClusterReader`, `ClusterWriter` and `Recorder` over a dict of objects), `FakeClock`,
-  `Write` and `RecordedEvent` live in `songbird.bench.fake_cluster` (the robustness benchmark drives the
-  reconciler over them too) and are re-exported here; see that module for the API server rules kept.
+  `Write`, `RecordedEvent` and `reconciler_over` live in `songbird.bench.fake_cluster` (the robustness
+  benchmark drives the reconciler over them too) and are re-exported here; see that module for the API
+  server rules kept.
 - `ScriptedEvaluator` is the reconciler's `Evaluator`: it returns the verdicts it was given, one script
   entry per evaluation (the last one repeats), and counts its calls; `verdicts` builds such an entry.
 """
@@ -13,7 +14,14 @@ from dataclasses import dataclass
 
 from songbird.analysis.state import RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
-from songbird.bench.fake_cluster import FakeClock, FakeCluster, RecordedEvent, Write, merge_patch
+from songbird.bench.fake_cluster import (
+    FakeClock,
+    FakeCluster,
+    RecordedEvent,
+    Write,
+    merge_patch,
+    reconciler_over,
+)
 from songbird.config.policy import Policy
 
 __all__ = [
@@ -23,6 +31,7 @@ __all__ = [
     "ScriptedEvaluator",
     "Write",
     "merge_patch",
+    "reconciler_over",
     "verdicts",
 ]
 

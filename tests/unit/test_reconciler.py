@@ -29,9 +29,8 @@ from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import Verdict
 from songbird.controller.ports import Kind
 from songbird.controller.reconciler import Reconciler, TickResult
-from songbird.controller.routers import make_router
 from tests.support import scenario
-from tests.support.fakes import FakeClock, FakeCluster, ScriptedEvaluator, Write
+from tests.support.fakes import FakeClock, FakeCluster, ScriptedEvaluator, Write, reconciler_over
 
 NS = scenario.NAMESPACE
 NAME = "nginx-rollout"
@@ -153,14 +152,7 @@ def rig(
     cluster = FakeCluster([*(scenario.objects() if objects is None else objects), policy_configmap(policy)])
     clock = FakeClock(T0)
     evaluator = ScriptedEvaluator(script=script or [Verdict.PASS])
-    reconciler = Reconciler(
-        reader=cluster,
-        writer=cluster,
-        recorder=cluster,
-        router=make_router("ingress-nginx"),
-        evaluator=evaluator,
-        clock=clock,
-    )
+    reconciler = reconciler_over(cluster, evaluator=evaluator, clock=clock)
     return Rig(cluster=cluster, clock=clock, evaluator=evaluator, reconciler=reconciler)
 
 
