@@ -21,6 +21,11 @@ unlucky operator or an attacker could put between Songbird and its evidence:
 
 `EXPECTED` says what a correct client makes of each mode: `Outcome.ERROR` or `Outcome.NO_DATA` (NaN is the
 only no-data fault); `FAULTS` lists every mode but HEALTHY.
+
+`MARKER` is written into every body that is not a short, quotable field: after the first `REASON_LIMIT`
+characters of a long error text or label, in a page that is not JSON, in padding and in the bytes that are
+not HTTP. A bounded message may quote the start of Prometheus' ``error`` field or of a label; the marker in
+a message means a body (or more of it than a quote) reached it.
 """
 
 from __future__ import annotations
@@ -81,6 +86,9 @@ class Outcome(StrEnum):
 FAULTS: tuple[Fault, ...] = tuple(f for f in Fault if f is not Fault.HEALTHY)
 EXPECTED: dict[Fault, Outcome] = {f: Outcome.NO_DATA if f is Fault.NAN else Outcome.ERROR for f in FAULTS}
 
+MARKER = "songbird-fault-body"
+_TAIL = 400  # characters of filler before the marker: more than any bounded quote (config.text.REASON_LIMIT)
+
 HUGE_BYTES = 2 << 20
 STREAM_BYTES = 8 << 20
 LABEL_BYTES = 300_000
@@ -121,13 +129,15 @@ def _body(fault: Fault, promql: str, at: float) -> bytes:
         case Fault.HEALTHY:
             doc = _vector(repr(healthy_value(promql)), at=at)
         case Fault.MALFORMED_JSON:
-            return b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"val'
+            return b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{"m":"' + (
+                MARKER.encode() + b'"},"val'
+            )
         case Fault.DEEP_JSON:
             return b"[" * 100_000 + b"]" * 100_000
         case Fault.HTML:
-            return b"<html><body>Please log in</body></html>"
+            return f"<html><body>Please log in ({MARKER})</body></html>".encode()
         case Fault.STATUS_ERROR:
-            doc = {"status": "error", "errorType": "execution", "error": "x" * 100_000}
+            doc = {"status": "error", "errorType": "execution", "error": "x" * 100_000 + MARKER}
         case Fault.VALUE_INT:
             doc = vector_of(5)
         case Fault.VALUE_EMPTY_LIST:
@@ -155,11 +165,12 @@ def _body(fault: Fault, promql: str, at: float) -> bytes:
             }
         case Fault.SEVERAL_SERIES:
             series = [
-                {"metric": {"pod": f"{n}" + "p" * LABEL_BYTES}, "value": [at, "1000"]} for n in range(2)
+                {"metric": {"pod": f"{n}" + "p" * LABEL_BYTES + MARKER}, "value": [at, "1000"]}
+                for n in range(2)
             ]
             doc = {"status": "success", "data": {"resultType": "vector", "result": series}}
         case Fault.UNEXPECTED_LABELS:
-            doc = _vector("1000", {"instance": "elsewhere:9090", "job": "x" * 1000}, at=at)
+            doc = _vector("1000", {"instance": "elsewhere:9090", "job": "x" * 1000 + MARKER}, at=at)
         case Fault.NAN:
             doc = _vector("NaN", at=at)
         case Fault.POS_INF:
@@ -176,7 +187,10 @@ def _body(fault: Fault, promql: str, at: float) -> bytes:
 
 
 _STATUS_BODY = {
-    Fault.HTTP_500: (500, {"status": "error", "errorType": "internal", "error": "boom " + "y" * 50_000}),
+    Fault.HTTP_500: (
+        500,
+        {"status": "error", "errorType": "internal", "error": "boom " + "y" * 50_000 + MARKER},
+    ),
     Fault.HTTP_503: (503, {"status": "error", "errorType": "unavailable", "error": "overloaded"}),
     Fault.HTTP_429: (429, {"status": "error", "errorType": "too_many_requests", "error": "slow down"}),
     Fault.HTTP_422: (422, {"status": "error", "errorType": "execution", "error": "too many samples"}),
@@ -270,7 +284,7 @@ class FaultPrometheus:
             h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             h.connection.close()
         elif fault is Fault.NOT_HTTP:
-            h.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+            h.wfile.write(f"SSH-2.0-OpenSSH_9.2 {'z' * _TAIL}{MARKER}\r\n\r\n".encode())
         elif fault is Fault.HANG:
             self._stop.wait()
         elif fault is Fault.SLOW_HEADERS:
@@ -282,7 +296,7 @@ class FaultPrometheus:
             self._drip(h, head + body)
         elif fault is Fault.SLOW_BODY:
             body = json.dumps(
-                {**_vector(repr(healthy_value(promql)), at=at), "warnings": ["w" * 400]}
+                {**_vector(repr(healthy_value(promql)), at=at), "warnings": ["w" * _TAIL + MARKER]}
             ).encode()
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
@@ -291,7 +305,7 @@ class FaultPrometheus:
             h.wfile.flush()
             self._drip(h, body)
         elif fault is Fault.HUGE_BODY:
-            padding = "w" * HUGE_BYTES
+            padding = "w" * HUGE_BYTES + MARKER
             body = json.dumps({**_vector("1000", at=at), "warnings": [padding]}).encode()
             h.send_response(200)
             self._finish(h, body)
@@ -306,7 +320,7 @@ class FaultPrometheus:
                 if self._stop.is_set():
                     return
                 h.wfile.write(chunk)
-            h.wfile.write(b'"],"data":{"resultType":"vector","result":[]}}')
+            h.wfile.write(MARKER.encode() + b'"],"data":{"resultType":"vector","result":[]}}')
         else:
             h.send_response(200)
             self._finish(h, _body(fault, promql, at))

@@ -14,9 +14,19 @@ exception, an error with no path, an unbounded message, a slow case) is **failed
 each family is printed. The full run tries 1,200 policies (120 per family), ``--quick`` 200 (20 per family,
 a few seconds, run in CI by ``make bench-quick``). Generation is seeded, so a run repeats exactly.
 
-`CAMPAIGNS` maps a campaign name to a function from the options to one `Row` per family; another campaign
-(for instance Prometheus fault modes) is one more function and one more entry. The exit status is 1 when
-any case of any campaign failed.
+The ``faults`` campaign drives whole rollouts through the real controller (`bench.fault_rollout`: the
+reconciler wired as the daemon wires it, each tick under a 2 s deadline, an in-memory cluster, virtual
+policy time) against a Prometheus that misbehaves in one of `bench.fault_prometheus.FAULTS`' ways, one
+family per fault mode. A case is one rollout of one policy (built-in metrics only, custom min-only and
+max-only metrics only, or both) with the daemon's circuit breaker or without one (every query then meets
+the fault); it is **handled** when no tick advanced past the first step or promoted, raised the weight
+above the first step's, let an exception out, or overran its deadline by more than 0.5 s, and every status
+and Event text is at most 1,024 characters with no response body in it; otherwise **failed**. The full
+run tries every mode with the 3 policies x 2 breaker settings x `FULL_FAULT_ROUNDS`; ``--quick`` every mode
+once (both kinds of metric, no breaker), under a minute. Its ``slowest`` column is the slowest tick.
+
+`CAMPAIGNS` maps a campaign name to a function from the options to one `Row` per family. The exit status
+is 1 when any case of any campaign failed.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ from typing import Any
 
 import yaml
 
+from songbird.bench import fault_rollout
+from songbird.bench.fault_prometheus import FAULTS, FaultPrometheus
 from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import POLICY_KEY
@@ -43,6 +55,7 @@ CASE_DEADLINE = 1.0  # seconds per path and case
 LONGEST_MESSAGE = 1500  # characters of one error line (the loader bounds its messages to about 1,400)
 FULL_PER_FAMILY = 120
 QUICK_PER_FAMILY = 20
+FULL_FAULT_ROUNDS = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -446,17 +459,67 @@ def policies_campaign(options: Options) -> list[Row]:
     return rows
 
 
-CAMPAIGNS: dict[str, Callable[[Options], list[Row]]] = {"policies": policies_campaign}
+# -- the faults campaign --------------------------------------------------------------------------------
+
+
+def fault_cases(options: Options) -> list[tuple[str, bool]]:
+    """(policy name, daemon's breaker?) of each case of one fault mode."""
+    if options.quick:
+        return [("both", False)]
+    every = [(policy, breaker) for policy in fault_rollout.POLICIES for breaker in (False, True)]
+    return every * FULL_FAULT_ROUNDS
+
+
+def faults_campaign(options: Options) -> list[Row]:
+    rows = []
+    with FaultPrometheus() as prom:
+        for fault in FAULTS:
+            prom.fault = fault
+            row = Row(family=str(fault))
+            for policy, breaker in fault_cases(options):
+                how = fault_rollout.plan(fault, breaker=breaker)
+                run = fault_rollout.run_rollout(
+                    prom.url,
+                    fault_rollout.POLICIES[policy],
+                    ticks=how.ticks,
+                    every=how.every,
+                    breaker_failures=how.breaker_failures,
+                )
+                found = fault_rollout.problems(run)
+                if prom.elsewhere.requests:
+                    found.append(f"{prom.elsewhere.requests} queries followed a redirect")
+                row.tried += 1
+                row.slowest = max(row.slowest, run.slowest)
+                if found:
+                    row.failed += 1
+                    row.failures.append(f"{policy}, breaker {'on' if breaker else 'off'}: {found[0]}")
+                else:
+                    row.handled += 1
+            rows.append(row)
+    return rows
+
+
+CAMPAIGNS: dict[str, Callable[[Options], list[Row]]] = {
+    "policies": policies_campaign,
+    "faults": faults_campaign,
+}
 
 
 # -- report ----------------------------------------------------------------------------------------------
 
 
+WIDTH = 26  # the longest family name (a fault mode)
+
+
+def _line(r: Row) -> str:
+    return f"{r.family:{WIDTH}} {r.tried:6} {r.handled:8} {r.failed:7} {r.valid:6} {r.slowest * 1000:7.0f}ms"
+
+
 def table(campaign: str, rows: list[Row]) -> Iterator[str]:
     yield f"campaign: {campaign}"
-    yield f"{'family':16} {'tried':>6} {'handled':>8} {'failed':>7} {'valid':>6} {'slowest':>9}"
+    yield f"{'family':{WIDTH}} {'tried':>6} {'handled':>8} {'failed':>7} {'valid':>6} {'slowest':>9}"
     for r in rows:
-        yield f"{r.family:16} {r.tried:6} {r.handled:8} {r.failed:7} {r.valid:6} {r.slowest * 1000:7.0f}ms"
+        yield _line(r)
     t = Row(
         family="total",
         tried=sum(r.tried for r in rows),
@@ -465,7 +528,7 @@ def table(campaign: str, rows: list[Row]) -> Iterator[str]:
         valid=sum(r.valid for r in rows),
         slowest=max((r.slowest for r in rows), default=0.0),
     )
-    yield f"{t.family:16} {t.tried:6} {t.handled:8} {t.failed:7} {t.valid:6} {t.slowest * 1000:7.0f}ms"
+    yield _line(t)
     for r in rows:
         if r.failures:
             yield f"first failure in {r.family!r}: {r.failures[0]}"

@@ -7,6 +7,7 @@ whose ``faults`` campaign runs it too (see `songbird.bench.fault_prometheus` for
 from songbird.bench.fault_prometheus import (
     EXPECTED,
     FAULTS,
+    MARKER,
     Fault,
     FaultPrometheus,
     HealthyPrometheus,
@@ -18,6 +19,7 @@ from songbird.bench.fault_prometheus import (
 __all__ = [
     "EXPECTED",
     "FAULTS",
+    "MARKER",
     "Fault",
     "FaultPrometheus",
     "HealthyPrometheus",

@@ -19,6 +19,7 @@ import pytest
 
 from songbird.analysis.evaluate import PrometheusEvaluator
 from songbird.analysis.state import Evaluation, RolloutState
+from songbird.bench.fake_cluster import FakeClock
 from songbird.controller.kube import KubeClient
 from songbird.controller.reconciler import Reconciler, TickListener, TickResult, read_state
 from songbird.controller.routers import make_router
@@ -54,15 +55,7 @@ promotion: {scaleDownDelay: 30s}
 """
 
 
-class VirtualClock:
-    def __init__(self, start: float) -> None:
-        self.t = start
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+VirtualClock = FakeClock  # a `Clock` that moves only when the test says so
 
 
 def policy_configmap(

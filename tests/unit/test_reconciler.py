@@ -43,9 +43,8 @@ from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import Verdict
 from songbird.controller.ports import Kind
 from songbird.controller.reconciler import Reconciler, TickResult
-from songbird.controller.routers import make_router
 from tests.support import scenario
-from tests.support.fakes import Crashed, FakeClock, FakeCluster, ScriptedEvaluator, Write
+from tests.support.fakes import Crashed, FakeClock, FakeCluster, ScriptedEvaluator, Write, reconciler_over
 
 NS = scenario.NAMESPACE
 NAME = "nginx-rollout"
@@ -169,14 +168,7 @@ def rig(
     cluster = FakeCluster([*(scenario.objects() if objects is None else objects), policy_configmap(policy)])
     clock = FakeClock(T0)
     evaluator = ScriptedEvaluator(script=script or [Verdict.PASS])
-    reconciler = Reconciler(
-        reader=cluster,
-        writer=cluster,
-        recorder=cluster,
-        router=make_router("ingress-nginx"),
-        evaluator=evaluator,
-        clock=clock,
-    )
+    reconciler = reconciler_over(cluster, evaluator=evaluator, clock=clock)
     return Rig(cluster=cluster, clock=clock, evaluator=evaluator, reconciler=reconciler)
 
 
@@ -283,14 +275,7 @@ def restarted(r: Rig, script: Script) -> Rig:
     """A new controller process on the same cluster and clock: nothing in memory, a new judge."""
     fresh = rig(script)
     fresh.cluster, fresh.clock = r.cluster, r.clock
-    fresh.reconciler = Reconciler(
-        reader=r.cluster,
-        writer=r.cluster,
-        recorder=r.cluster,
-        router=make_router("ingress-nginx"),
-        evaluator=fresh.evaluator,
-        clock=r.clock,
-    )
+    fresh.reconciler = reconciler_over(r.cluster, evaluator=fresh.evaluator, clock=r.clock)
     return fresh
 
 
