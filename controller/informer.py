@@ -8,7 +8,8 @@ concepts page (https://kubernetes.io/docs/reference/using-api/api-concepts/#effi
   each event moves the resourceVersion on (BOOKMARK events carry nothing else); when the stream ends, watch
   again from where it stopped, so a quiet cluster costs one WATCH request per timeout and no GET or LIST;
 - 410 Gone (the version was compacted away, on the watch or on a list continuation): list again, which
-  reports whatever changed in between, so nothing is missed;
+  reports whatever changed in between, so nothing is missed; at once the first time, after the backoff
+  when the watch from a fresh list's version expires again (no tight list loop);
 - any other failure: wait a bounded, jittered, growing backoff (0.2 s up to 30 s; reset after a stream that
   delivered events), then watch again from the last version.
 
@@ -169,21 +170,30 @@ class Informer:
     def _run(self) -> None:
         backoff = BACKOFF_MIN
         relist = True
+        fresh = False  # a list was just made and no watch from its version has ended yet
         while not self._stop.is_set():
             try:
                 if relist:
                     self._relist()
                     relist = False
+                    fresh = True
                 delivered = self._watch()
+                fresh = False
                 self.error = ""
                 if delivered:
                     backoff = BACKOFF_MIN
                 continue
             except WatchExpired as exc:
-                log.info("watch expired, listing again", kind=self.kind.value, error=str(exc))
                 relist = True
-                continue
+                if not fresh:
+                    log.info("watch expired, listing again", kind=self.kind.value, error=str(exc))
+                    continue
+                # Expired again from the version a list just gave: listing at once would loop as fast as
+                # the server answers, so back off as for any failure (client-go's reflector does too).
+                self.error = f"{self.kind.value} watch: {exc}"
+                log.warning("watch expired right after a list", kind=self.kind.value, retry=backoff)
             except ClusterError as exc:
+                fresh = False
                 relist = relist or exc.status == 410 or not self._version
                 self.error = f"{self.kind.value} watch: {exc}"
                 log.warning(
