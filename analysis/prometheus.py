@@ -138,6 +138,25 @@ class PrometheusSource:
             ) from exc
         return None if math.isnan(value) else value
 
+    def query_vector(self, promql: str, *, at: float) -> list[tuple[dict[str, str], float]]:
+        """Evaluate an instant query at ``at`` and return every series as (labels, value); NaN values are
+        left out. For grouped queries (``analysis.batch``); same bounds and errors as `query_scalar`."""
+        result = self._query(promql, at)
+        if not isinstance(result, list) or (len(result) == 2 and not isinstance(result[0], dict)):
+            raise MetricsUnavailable(f"{self.url}: expected an instant vector from {_short(promql)}")
+        out: list[tuple[dict[str, str], float]] = []
+        for item in result:
+            try:
+                labels = {str(k): str(v) for k, v in item["metric"].items()}
+                value = float(item["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+                raise MetricsUnavailable(
+                    f"{self.url}: unreadable series in the answer to {_short(promql)}"
+                ) from exc
+            if not math.isnan(value):
+                out.append((labels, value))
+        return out
+
     def _query(self, promql: str, at: float) -> Any:
         where = f"{self.url}/api/v1/query"
         try:
