@@ -8,6 +8,7 @@ types, bad durations and out-of-range numbers are reported with the path a user 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -26,20 +27,29 @@ T = TypeVar("T")
 
 
 def load_policy_yaml(text: str, *, source: str = "") -> Policy:
-    """Parse and validate the text of ``policy.yaml``. ``source`` (namespace/name) goes into errors."""
+    """Parse and validate the text of ``policy.yaml``. ``source`` (namespace/name) goes into errors.
+
+    Every tick loads its rollout's policy, so valid texts are parsed once and kept (a `Policy` is frozen
+    all the way down, so sharing one is safe); the cache is bounded by `POLICY_CACHE` distinct texts."""
+    try:
+        return _parsed(text)
+    except PolicyError as exc:
+        raise exc.with_source(source) from (exc.__cause__ if exc.__cause__ is not None else exc)
+
+
+POLICY_CACHE = 4096
+
+
+@functools.lru_cache(maxsize=POLICY_CACHE)
+def _parsed(text: str) -> Policy:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise PolicyError(
-            f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=POLICY_KEY, source=source
-        ) from exc
-    try:
-        policy = parse(Policy, data, "")
-        validate(policy)
-    except PolicyError as exc:
-        raise exc.with_source(source) from exc
+        raise PolicyError(f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", path=POLICY_KEY) from exc
+    policy = parse(Policy, data, "")
+    validate(policy)
     return policy
 
 

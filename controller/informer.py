@@ -65,11 +65,14 @@ def newer_or_same(incoming: Obj, current: Obj | None) -> bool:
 
 
 class Store:
-    """The objects of one informer, by (namespace, name). Thread-safe; hands out deep copies."""
+    """The objects of one informer, by (namespace, name), also indexed by namespace, so reading one
+    namespace costs what that namespace holds, not what the whole cluster does. Thread-safe; hands out
+    deep copies."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[Key, Obj] = {}
+        self._by_namespace: dict[str, dict[str, Obj]] = {}
 
     def get(self, namespace: str, name: str) -> Obj | None:
         with self._lock:
@@ -78,8 +81,17 @@ class Store:
 
     def objects(self, namespace: str | None = None) -> list[Obj]:
         with self._lock:
-            found = [o for (ns, _), o in self._objects.items() if namespace is None or ns == namespace]
+            if namespace is None:
+                found = list(self._objects.values())
+            else:
+                found = list((self._by_namespace.get(namespace) or {}).values())
             return copy.deepcopy(found)
+
+    def _index(self) -> None:
+        """Rebuild the namespace index (after a replace; put and remove keep it themselves)."""
+        self._by_namespace = {}
+        for (namespace, name), obj in self._objects.items():
+            self._by_namespace.setdefault(namespace, {})[name] = obj
 
     def keys(self) -> list[Key]:
         with self._lock:
@@ -98,17 +110,25 @@ class Store:
             if current == obj or not newer_or_same(obj, current):
                 return False
             self._objects[key] = obj
+            self._by_namespace.setdefault(key[0], {})[key[1]] = obj
             return True
 
     def remove(self, namespace: str, name: str) -> bool:
         with self._lock:
-            return self._objects.pop((namespace, name), None) is not None
+            gone = self._objects.pop((namespace, name), None) is not None
+            names = self._by_namespace.get(namespace)
+            if names is not None:
+                names.pop(name, None)
+                if not names:
+                    del self._by_namespace[namespace]
+            return gone
 
     def replace(self, objects: list[Obj]) -> list[Key]:
         """Hold exactly ``objects``; the keys that appeared, changed or disappeared."""
         fresh = {_key(o): o for o in objects}
         with self._lock:
             old, self._objects = self._objects, fresh
+            self._index()
         changed = [k for k, o in fresh.items() if old.get(k) != o]
         return changed + [k for k in old if k not in fresh]
 

@@ -8,20 +8,29 @@ Covers:
 - the grouped PromQL per kind, and picking one rollout's figure out of a grouped answer: canary versus
   stable by the ``canary`` label only, other namespaces and Ingresses left out, absent groups as the
   per-rollout query's empty answer (None, or 0 for 5xx), slow requests as +Inf minus the bucket;
-- `histogram_quantile` as Prometheus computes it (interpolation, the +Inf bucket, no observations).
+- `histogram_quantile` as Prometheus computes it (interpolation, the +Inf bucket, no observations);
+- `controller.batch.QueryBatcher`: concurrent ticks share one grouped query per key, a later cadence asks
+  again, a failed query is not cached, the cache is bounded.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import threading
+import time
 from dataclasses import replace
+
+import pytest
 
 from songbird.analysis import batch
 from songbird.analysis.batch import GroupedAnswer, GroupKind, Pick, histogram_quantile
 from songbird.analysis.queries import IngressTarget, Version
 from songbird.analysis.state import Phase, RolloutState
+from songbird.config.errors import MetricsUnavailable
 from songbird.config.loader import load_policy_yaml
+from songbird.controller.batch import QueryBatcher
+from songbird.controller.endpoints import Endpoints
 
 POLICY = load_policy_yaml("""
 ingress: web
@@ -120,3 +129,60 @@ def test_histogram_quantile_as_prometheus() -> None:
     assert histogram_quantile(0.99, {"0.1": 5.0, "+Inf": 10.0}) == 0.1  # in +Inf: the highest finite bound
     assert histogram_quantile(0.5, {"0.1": 0.0, "+Inf": 0.0}) is None
     assert histogram_quantile(0.5, {"0.1": 3.0}) is None  # no +Inf bucket
+
+
+class Slow:
+    """A vector source that answers once released, counting the queries it got."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.release = threading.Event()
+        self.asked: list[str] = []
+        self.fail = fail
+
+    def query_vector(self, promql: str, *, at: float) -> list[tuple[dict[str, str], float]]:
+        self.asked.append(promql)
+        self.release.wait(5)
+        if self.fail:
+            raise MetricsUnavailable("prometheus said no")
+        return [({"namespace": "shop", "ingress": "web", "canary": ""}, 42.0)]
+
+
+def test_concurrent_ticks_share_one_grouped_query() -> None:
+    source = Slow()
+    batcher = QueryBatcher(endpoints=Endpoints(limit=2), timeout=1.0, sources=lambda url: source)
+    got: list[float | None] = []
+
+    def tick() -> None:
+        found = batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=1200)
+        got.append(found.total(TARGET, Version.STABLE))
+
+    threads = [threading.Thread(target=tick) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)
+    source.release.set()
+    for thread in threads:
+        thread.join(5)
+    assert got == [42.0] * 8 and len(source.asked) == 1 and batcher.queries == 1
+    batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=1200)  # later tick: from the cache
+    batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=1260)  # next cadence: asked again
+    assert len(source.asked) == 2
+
+
+def test_a_failed_grouped_query_is_not_cached() -> None:
+    source = Slow(fail=True)
+    source.release.set()
+    batcher = QueryBatcher(endpoints=Endpoints(limit=2, failures=10), timeout=1.0, sources=lambda url: source)
+    for _ in range(2):
+        with pytest.raises(MetricsUnavailable, match="said no"):
+            batcher.grouped("http://p", GroupKind.SERVER_ERRORS, window=60, at=1200)
+    assert len(source.asked) == 2
+
+
+def test_the_cache_is_bounded() -> None:
+    source = Slow()
+    source.release.set()
+    batcher = QueryBatcher(endpoints=Endpoints(), timeout=1.0, capacity=2, sources=lambda url: source)
+    for at in (60.0, 120.0, 180.0, 60.0):
+        batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=at)
+    assert len(source.asked) == 4  # the first key was dropped when the third came
