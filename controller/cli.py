@@ -216,7 +216,8 @@ def parser() -> argparse.ArgumentParser:
 
 # Commands whose options belong to another entry point: argparse's REMAINDER does not pass on arguments
 # that start with "--" (``songbird lab --scenario healthy``), so these are handed over before parsing.
-_DELEGATED = {("lab",): _LAB, ("bench", "decisions"): _BENCH_DECISIONS}
+_BENCH_SCALE = Delegated(command="songbird bench scale", module="songbird.bench.scale", extra="bench")
+_DELEGATED = {("lab",): _LAB, ("bench", "decisions"): _BENCH_DECISIONS, ("bench", "scale"): _BENCH_SCALE}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
