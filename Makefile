@@ -60,6 +60,7 @@ pytest: venv system-deps
 
 bench-quick: venv
 	$(BIN)/python -m songbird.bench.decision_quality --quick --out out/bench-quick
+	$(BIN)/python -m songbird.bench.robustness --quick
 	$(BIN)/python -m songbird.bench.scale --quick
 
 test: lint typecheck imports pytest bench-quick
@@ -69,6 +70,11 @@ schema: venv
 
 demo: venv system-deps
 	$(BIN)/songbird lab --scenario healthy
+
+# The controller's OCI image, localhost/songbird:<pyproject version>, built here with no base image pulled
+# (mmdebstrap + buildah; see scripts/build-image.sh). Not part of `check`; tests/image builds it in `test`.
+image:
+	PYTHON=$(PYTHON) bash scripts/build-image.sh
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -104,6 +104,38 @@ class GroupedAnswer:
         return {le: math.fsum(values) for le, values in by_le.items() if values}
 
 
+def read_vector(doc: object) -> list[tuple[dict[str, str], float]] | str:
+    """The series of a decoded ``/api/v1/query`` answer holding an instant vector, NaN samples left out;
+    or, as a string, why the answer cannot be used."""
+    if not isinstance(doc, Mapping) or doc.get("status") != "success":
+        return "the answer is not a successful query result"
+    data = doc.get("data")
+    if not isinstance(data, Mapping) or data.get("resultType") != "vector":
+        return "the answer is not an instant vector"
+    result = data.get("result")
+    if not isinstance(result, list):
+        return "the vector result is not an array"
+    out: list[tuple[dict[str, str], float]] = []
+    for series in result:
+        metric = series.get("metric") if isinstance(series, Mapping) else None
+        value = series.get("value") if isinstance(series, Mapping) else None
+        if not isinstance(metric, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metric.items()
+        ):
+            return "a series' labels are not all strings"
+        if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], str):
+            return "a series has no [time, value] sample"
+        try:
+            number = float(value[1])
+        except ValueError:
+            return "a sample value is not a number"
+        if math.isinf(number):
+            return "a sample value is not finite"
+        if not math.isnan(number):
+            out.append((dict(metric), number))
+    return out
+
+
 def histogram_quantile(q: float, buckets: Mapping[str, float]) -> float | None:
     """Prometheus' ``histogram_quantile`` over one histogram's buckets (``le`` -> cumulative count):
     sorted by bound, same bounds merged, counts made monotonic, linear interpolation within the bucket

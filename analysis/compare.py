@@ -13,7 +13,8 @@ Decision rule for one metric (see `analysis.evidence` for the e-processes and th
 * FAIL, decisive: rollback evidence E_bad >= K/alpha (K metrics share alpha, Bonferroni), or, with a
   ceiling, the one-sample evidence that the canary's bad share is above the ceiling >= K/alpha;
 * PASS: promotion evidence E_good >= 1/beta, the ceiling certified the same way if one is set, and at
-  least ``min_requests`` canary requests counted over the rollout;
+  least ``min_requests`` canary requests counted over the rollout; `analysis.evaluate` further holds a
+  PASS to fresh evidence at the current step (`analysis.fresh`), which never touches the sums here;
 * INCONCLUSIVE otherwise. The e-processes need no minimum sample: ``min_requests`` gates promotion only.
 * Shared outage: when the stable's own bad share in the window is far above its history (at least
   ``OUTAGE_FACTOR`` times its running share, with at least ``OUTAGE_MIN_EVENTS`` bad events) or above the
@@ -36,11 +37,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from songbird.analysis import evidence as ev
 from songbird.analysis import history as hs
 from songbird.analysis.evidence import CANARY_BAD, CANARY_TOTAL, STABLE_BAD, STABLE_TOTAL
+from songbird.analysis.figures import Figures
 from songbird.analysis.params import CompareParams
 from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
 
@@ -157,39 +159,38 @@ def judge_metric(
             ratio = canary_share / stable_share
         elif canary_share == 0:
             ratio = 1.0
-    figures: dict[str, object] = {
-        "canary_total": counts.canary_total,
-        "canary_bad": counts.canary_bad,
-        "stable_total": counts.stable_total,
-        "stable_bad": counts.stable_bad,
-        "canary_total_sum": nc_sum,
-        "canary_bad_sum": xc_sum,
-        "stable_total_sum": ns_sum,
-        "stable_bad_sum": xs_sum,
-        "ratio": ratio,
-        "e_bad": ev.evidence(log_bad),
-        "e_good": ev.evidence(log_good),
-        "threshold_bad": bad_threshold,
-        "threshold_good": good_threshold,
-        "alpha": alpha,
-        "beta": beta,
-        "tolerance": params.tolerance,
-        "bad_ratio": params.bad_ratio,
-        "shared_outage": outage,
-    }
+    figures = Figures(
+        canary_total=counts.canary_total,
+        canary_bad=counts.canary_bad,
+        stable_total=counts.stable_total,
+        stable_bad=counts.stable_bad,
+        canary_total_sum=nc_sum,
+        canary_bad_sum=xc_sum,
+        stable_total_sum=ns_sum,
+        stable_bad_sum=xs_sum,
+        ratio=ratio,
+        e_bad=ev.evidence(log_bad),
+        e_good=ev.evidence(log_good),
+        threshold_bad=bad_threshold,
+        threshold_good=good_threshold,
+        alpha=alpha,
+        beta=beta,
+        tolerance=params.tolerance,
+        bad_ratio=params.bad_ratio,
+        shared_outage=outage,
+    )
     if hist is not None:
-        figures.update(
-            {
-                "history_bad": hist.bad,
-                "history_share": hist.share,
-                "history_share_upper": hist.upper,
-                "history_share_lower": hist.lower,
-                "e_bad_stable": ev.evidence(log_bad_two),
-                "e_good_stable": ev.evidence(log_good_two),
-                "e_bad_history": None if log_bad_one is None else ev.evidence(log_bad_one),
-                "e_good_history": None if log_good_one is None else ev.evidence(log_good_one),
-                "history_frozen": bool(new.get(hs.FROZEN)),
-            }
+        figures = replace(
+            figures,
+            history_bad=hist.bad,
+            history_share=hist.share,
+            history_share_upper=hist.upper,
+            history_share_lower=hist.lower,
+            e_bad_stable=ev.evidence(log_bad_two),
+            e_good_stable=ev.evidence(log_good_two),
+            e_bad_history=None if log_bad_one is None else ev.evidence(log_bad_one),
+            e_good_history=None if log_good_one is None else ev.evidence(log_good_one),
+            history_frozen=bool(new.get(hs.FROZEN)),
         )
     ceiling_bad = ceiling_good = False
     log_ceil_bad = log_ceil_good = 0.0
@@ -199,13 +200,12 @@ def judge_metric(
         log_ceil_good = ev.log_evidence(new, ev.CEIL_GOOD, below)
         ceiling_bad = log_ceil_bad >= math.log(bad_threshold)
         ceiling_good = log_ceil_good >= math.log(good_threshold)
-        figures.update(
-            {
-                "ceiling": ceiling,
-                "canary_share": canary_share,
-                "e_ceiling_bad": ev.evidence(log_ceil_bad),
-                "e_ceiling_good": ev.evidence(log_ceil_good),
-            }
+        figures = replace(
+            figures,
+            ceiling=ceiling,
+            canary_share=canary_share,
+            e_ceiling_bad=ev.evidence(log_ceil_bad),
+            e_ceiling_good=ev.evidence(log_ceil_good),
         )
     label = _LABELS.get(name, name)
 
@@ -223,7 +223,8 @@ def judge_metric(
         )
 
     if outage:
-        figures["stable_share"] = _share(ev.usable(counts.stable_bad), ev.usable(counts.stable_total))
+        stable_share = _share(ev.usable(counts.stable_bad), ev.usable(counts.stable_total))
+        figures = replace(figures, stable_share=stable_share)
         return result(Verdict.INCONCLUSIVE, SHARED_OUTAGE_REASON), new
     if log_bad >= math.log(bad_threshold):
         reason = (
@@ -273,7 +274,7 @@ def combine(results: Sequence[MetricResult], *, alpha: float | None = None) -> C
             )
     mean = _mean_e_bad(results)
     if alpha is None:
-        alphas = [float(r.figures["alpha"]) for r in results if "alpha" in r.figures]
+        alphas = [r.figures.alpha for r in results if r.figures.alpha is not None]
         alpha = min(alphas) if alphas else None
     if mean is not None and alpha is not None and mean >= 1 / alpha:
         return Combined(
@@ -292,7 +293,7 @@ def combine(results: Sequence[MetricResult], *, alpha: float | None = None) -> C
                 mean_e_bad=mean,
                 reason="; ".join(f"{r.name}: {r.reason}" for r in failing),
             )
-    outage = [r for r in results if r.figures.get("shared_outage")]
+    outage = [r for r in results if r.figures.shared_outage]
     if outage:
         return Combined(
             verdict=Verdict.INCONCLUSIVE, decisive=False, reason=SHARED_OUTAGE_REASON, mean_e_bad=mean
@@ -314,5 +315,5 @@ def combine(results: Sequence[MetricResult], *, alpha: float | None = None) -> C
 
 
 def _mean_e_bad(results: Sequence[MetricResult]) -> float | None:
-    values = [float(r.figures["e_bad"]) for r in results if r.figures.get("e_bad") is not None]
+    values = [r.figures.e_bad for r in results if r.figures.e_bad is not None]
     return sum(values) / len(values) if values else None

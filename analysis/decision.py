@@ -12,13 +12,21 @@ Invariants kept here:
 - A weight is raised only when the canary already has the replicas that weight needs, and they are ready.
 - Rollback and promotion are split into transitions that are each safe to stop after: the reconciler acts
   and records one transition before taking the next (``again``), so a crash in between resumes correctly.
+- On resume the route in force (``Facts.route``) is the truth, not the recorded weight: the status is
+  written after the traffic change it records, so a crash in between leaves the route ahead of the status.
+  A later step's weight found in force is adopted as started now (its clock, hence its analysis, starts
+  at adoption); canary traffic found withdrawn (weight 0, no header/cookie routing) while a weight was
+  recorded continues the rollback that withdrew it; a main route found switched to the canary continues
+  the promotion. Hence a weight written never decreases except by a rollback.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from songbird.analysis.cause import Cause
 from songbird.analysis.plan import Target, TrafficSplit, canary_replicas, total_replicas
 from songbird.analysis.state import Evaluation, Phase, RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
@@ -47,20 +55,34 @@ class Facts:
     stable_replicas: int  # spec.replicas of the stable Deployment
     canary_replicas: int  # spec.replicas of the canary Deployment
     canary_ready: int  # status.readyReplicas of the canary Deployment
+    route: TrafficSplit | None = None  # the split in force on the cluster; None: not observed (simulators)
+    deleting: bool = False  # the policy is being deleted: withdraw the canary, as a rollback does
 
 
 @dataclass(frozen=True, kw_only=True)
 class Decision:
     state: RolloutState
     action: Action
+    cause: Cause  # why, for code (metrics, pause logic); ``reason`` says it to people
     reason: str
     target: Target | None  # None: leave every object as it is
     again: bool = False  # record this, then decide again in the same tick (next safe transition)
+    cause_metric: str = ""  # the metric the cause is about, if any
+
+
+def _said(state: RolloutState, cause: Cause, reason: str, metric: str = "") -> RolloutState:
+    """The state with what was said about it: the reason, and its cause."""
+    return replace(state, reason=reason, cause=cause, cause_metric=metric)
+
+
+def tick_tolerance(cadence: float) -> float:
+    """How early a tick may come and still count as due: ticks fire on a real clock, and a tick a few
+    milliseconds early must not cost a whole cadence."""
+    return min(1.0, cadence * 0.05)
 
 
 def _tolerance(policy: Policy) -> float:
-    # Ticks fire on a real clock; a tick a few milliseconds early must not cost a whole cadence.
-    return min(1.0, policy.analysis.cadence * 0.05)
+    return tick_tolerance(policy.analysis.cadence)
 
 
 def evaluation_due(policy: Policy, state: RolloutState, now: float) -> bool:
@@ -79,17 +101,21 @@ def decide(
     results: tuple[MetricResult, ...] | None,
     now: float,
 ) -> Decision:
+    if facts.deleting and state.phase is not Phase.ROLLING_BACK:
+        return _deleting(policy, state, facts, now)
     if _needs_start(state, facts):
         if facts.canary == facts.stable:
             return Decision(
                 state=replace(state, phase=Phase.IDLE, updated_at=now),
                 action=Action.HOLD,
+                cause=Cause.ALREADY_STABLE,
                 reason=f"canary {facts.canary} is already the stable version",
                 target=None,
             )
         return _start(policy, state, facts, now)
     if state.phase is Phase.INITIALIZING:
-        return _initializing(policy, state, facts, now)
+        adopted = _adopted(policy, state, facts, now)
+        return adopted if adopted is not None else _initializing(policy, state, facts, now)
     if state.phase in (Phase.PROGRESSING, Phase.PAUSED):
         return _progressing(policy, state, facts, results, now)
     if state.phase is Phase.PROMOTING:
@@ -97,9 +123,21 @@ def decide(
     if state.phase is Phase.ROLLING_BACK:
         done = replace(state, phase=Phase.FAILED, weight=0.0, updated_at=now)
         return Decision(
-            state=done, action=Action.ROLLBACK, reason=state.reason, target=_rolled_back(state, facts)
+            state=done,
+            action=Action.ROLLBACK,
+            cause=state.cause,
+            cause_metric=state.cause_metric,
+            reason=state.reason,
+            target=_rolled_back(state, facts),
         )
-    return Decision(state=state, action=Action.HOLD, reason=state.reason, target=None)  # finished or idle
+    return Decision(  # finished or idle
+        state=state,
+        action=Action.HOLD,
+        cause=state.cause,
+        cause_metric=state.cause_metric,
+        reason=state.reason,
+        target=None,
+    )
 
 
 def _needs_start(state: RolloutState, facts: Facts) -> bool:
@@ -108,6 +146,68 @@ def _needs_start(state: RolloutState, facts: Facts) -> bool:
     # The canary's pod template changed: a new version to judge, from the first step (also after a
     # finished rollout of the previous template).
     return bool(state.revision) and state.revision != facts.revision
+
+
+def _adopted(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision | None:
+    """A later step's weight in force on the route (its status write was lost in a crash): that step,
+    started now, so its analysis is not skipped and its weight is not written back down."""
+    route = facts.route
+    if route is None or route.canary_service is None or route.weight <= state.weight:
+        return None
+    later = [
+        i for i in range(state.step + 1, len(policy.steps)) if math.isclose(policy.steps[i], route.weight)
+    ]
+    if not later:
+        return None
+    step = later[0]
+    weight = policy.steps[step]
+    reason = (
+        f"step {step + 1}/{len(policy.steps)} at {weight:g}%: found in force (its status was not recorded); "
+        "its analysis starts now"
+    )
+    new = replace(
+        state, phase=Phase.PROGRESSING, step=step, weight=weight, step_started_at=now, updated_at=now
+    )
+    target = _target(policy, new, weight=weight, match=True, replicas_for=weight)
+    return _hold(new, Phase.PROGRESSING, Cause.STEP_ADOPTED, reason, target, now)
+
+
+def _withdrawn(state: RolloutState, facts: Facts) -> bool:
+    """Canary traffic found withdrawn as a rollback's first transition leaves it, while a weight is
+    recorded: that rollback was interrupted before its status write (or a person withdrew the canary)."""
+    route = facts.route
+    return (
+        route is not None
+        and route.canary_service is not None
+        and route.weight == 0
+        and not route.match_routes
+        and state.weight > 0
+    )
+
+
+def _deleting(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
+    """The policy is being deleted: withdraw the canary as a rollback does, unless the main route already
+    serves it (then nothing is withdrawn and both Deployments keep their replicas)."""
+    if state.phase is Phase.PROMOTING and state.promoted_at is not None:
+        reason = (
+            f"policy deleted after the main route switched to {state.canary_service}; {state.stable} keeps "
+            "its replicas"
+        )
+        done = _said(replace(state, phase=Phase.SUCCEEDED, updated_at=now), Cause.POLICY_DELETED, reason)
+        return Decision(
+            state=done, action=Action.HOLD, cause=Cause.POLICY_DELETED, reason=reason, target=None
+        )
+    routed = facts.route is not None and facts.route.canary_service is not None
+    if state.phase in ACTIVE or routed:
+        return _rollback(state, facts, Cause.POLICY_DELETED, "policy deleted: withdrawing the canary", now)
+    return Decision(
+        state=state,
+        action=Action.HOLD,
+        cause=state.cause,
+        cause_metric=state.cause_metric,
+        reason=state.reason,
+        target=None,
+    )
 
 
 def _start(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
@@ -130,13 +230,17 @@ def _start(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Dec
         updated_at=now,
     )
     if restarting:
-        reason = f"canary {facts.canary} pod template changed: restarting from step 1"
+        cause, reason = Cause.RESTARTED, f"canary {facts.canary} pod template changed: restarting from step 1"
     else:
-        reason = f"rollout of {facts.canary} started (stable {facts.stable}, {total} replicas)"
-    new = replace(new, reason=reason)
+        cause, reason = (
+            Cause.STARTED,
+            f"rollout of {facts.canary} started (stable {facts.stable}, {total} replicas)",
+        )
+    new = _said(new, cause, reason)
     return Decision(
         state=new,
         action=Action.ADVANCE,
+        cause=cause,
         reason=reason,
         target=_target(policy, new, weight=0.0, match=False),
         again=True,
@@ -176,6 +280,7 @@ def _initializing(policy: Policy, state: RolloutState, facts: Facts, now: float)
         return Decision(
             state=replace(state, updated_at=now),
             action=Action.HOLD,
+            cause=Cause.WAITING_FOR_PODS,
             reason=reason,
             target=_target(policy, state, weight=0.0, match=False),
         )
@@ -186,18 +291,17 @@ def _initializing(policy: Policy, state: RolloutState, facts: Facts, now: float)
 def _advance(policy: Policy, state: RolloutState, step: int, reason: str, now: float) -> Decision:
     """Start ``step``: its weight, its replicas, its clock."""
     weight = policy.steps[step]
-    new = replace(
-        state,
-        phase=Phase.PROGRESSING,
-        step=step,
-        weight=weight,
-        step_started_at=now,
-        updated_at=now,
-        reason=reason,
+    new = _said(
+        replace(
+            state, phase=Phase.PROGRESSING, step=step, weight=weight, step_started_at=now, updated_at=now
+        ),
+        Cause.STEP_STARTED,
+        reason,
     )
     return Decision(
         state=new,
         action=Action.ADVANCE,
+        cause=Cause.STEP_STARTED,
         reason=reason,
         target=_target(policy, new, weight=weight, match=True, replicas_for=weight),
     )
@@ -229,8 +333,19 @@ def summarize(results: tuple[MetricResult, ...]) -> str:
     return "; ".join(f"{r.name} {r.verdict.value}: {r.reason}" for r in results) or "no metrics"
 
 
-def _rollback(state: RolloutState, facts: Facts, reason: str, now: float) -> Decision:
-    new = replace(state, phase=Phase.ROLLING_BACK, reason=reason, updated_at=now)
+def _rollback(
+    state: RolloutState, facts: Facts, cause: Cause, reason: str, now: float, metric: str = ""
+) -> Decision:
+    # A rollback from Idle (a policy deleted while its start was interrupted) knows its objects from facts.
+    state = replace(
+        state,
+        canary=state.canary or facts.canary,
+        stable=state.stable or facts.stable,
+        canary_service=state.canary_service or facts.canary_service,
+        stable_service=state.stable_service or facts.stable_service,
+        total_replicas=state.total_replicas or facts.stable_replicas,
+    )
+    new = _said(replace(state, phase=Phase.ROLLING_BACK, updated_at=now), cause, reason, metric)
     # First transition: withdraw canary traffic and header/cookie routing, keep the pods; the next one
     # (same tick) removes the canary route and scales the canary down.
     target = Target(
@@ -243,7 +358,15 @@ def _rollback(state: RolloutState, facts: Facts, reason: str, now: float) -> Dec
         canary_replicas=max(facts.canary_replicas, 0),
         stable_replicas=state.total_replicas,
     )
-    return Decision(state=new, action=Action.ROLLBACK, reason=reason, target=target, again=True)
+    return Decision(
+        state=new,
+        action=Action.ROLLBACK,
+        cause=cause,
+        cause_metric=metric,
+        reason=reason,
+        target=target,
+        again=True,
+    )
 
 
 def _progressing(
@@ -257,6 +380,12 @@ def _progressing(
     step = min(state.step, len(steps) - 1)
     if step != state.step or state.weight != steps[step]:
         state = replace(state, step=step, weight=min(state.weight, steps[step]))
+    if _withdrawn(state, facts):
+        reason = (
+            f"step {step + 1}/{len(steps)}: canary traffic found withdrawn (0%, no header/cookie routing) "
+            f"while {state.weight:g}% was recorded: rolling back"
+        )
+        return _rollback(state, facts, Cause.TRAFFIC_WITHDRAWN, reason, now)
     current = _target(policy, state, weight=state.weight, match=True, replicas_for=state.weight)
 
     if results is not None:
@@ -264,7 +393,7 @@ def _progressing(
         decisive = [r for r in results if r.verdict is Verdict.FAIL and r.decisive]
         if decisive:
             r = decisive[0]
-            return _rollback(state, facts, f"{r.name}: {r.reason}", now)
+            return _rollback(state, facts, Cause.METRIC_FAILED, f"{r.name}: {r.reason}", now, r.name)
         failed = [r for r in results if r.verdict is Verdict.FAIL]
         limit = policy.analysis.failure_limit
         if failed and state.consecutive_failures >= limit:
@@ -272,9 +401,11 @@ def _progressing(
             return _rollback(
                 state,
                 facts,
+                Cause.METRIC_FAILED,
                 f"{r.name}: {r.reason} ({state.consecutive_failures} consecutive "
                 f"failed evaluations, failureLimit {limit})",
                 now,
+                r.name,
             )
         if state.error_since is not None and now - state.error_since >= policy.analysis.error_deadline:
             errors = [r for r in results if r.verdict is Verdict.ERROR]
@@ -282,30 +413,35 @@ def _progressing(
             return _rollback(
                 state,
                 facts,
+                Cause.ERROR_DEADLINE,
                 f"metrics unavailable for {silent} (errorDeadline "
                 f"{format_duration(policy.analysis.error_deadline)}): {errors[0].reason}",
                 now,
             )
 
+    adopted = _adopted(policy, state, facts, now)  # after the verdicts, which judged the recorded step
+    if adopted is not None:
+        return adopted
+
     latest = _latest(state)
     verdicts = latest.results if latest is not None else ()
-    outage = [r for r in verdicts if r.figures.get("shared_outage")]
+    outage = [r for r in verdicts if r.figures.shared_outage]
     label = f"step {step + 1}/{len(steps)} at {state.weight:g}%"
     if outage:
         reason = f"{label}: paused, stable failing too (shared outage): {outage[0].reason}"
-        return _hold(state, Phase.PAUSED, reason, current, now)
-    if state.phase is Phase.PAUSED and not state.reason.startswith(f"{label}: inconclusive"):
+        return _hold(state, Phase.PAUSED, Cause.SHARED_OUTAGE, reason, current, now, outage[0].name)
+    if state.phase is Phase.PAUSED and state.cause is not Cause.INCONCLUSIVE:
         state = replace(state, phase=Phase.PROGRESSING)  # the cause of the pause has cleared
 
     needed_now = canary_replicas(policy, state.weight, state.total_replicas)
     if facts.canary_ready < needed_now:
-        return _hold(
-            state, state.phase, f"{label}: canary not ready ({facts.canary_ready}/{needed_now})", current, now
-        )
+        why = f"{label}: canary not ready ({facts.canary_ready}/{needed_now})"
+        return _hold(state, state.phase, Cause.CANARY_NOT_READY, why, current, now)
 
     elapsed = now - (state.step_started_at or now)
     if latest is None:
-        return _hold(state, state.phase, f"{label}: waiting for the first evaluation", current, now)
+        why = f"{label}: waiting for the first evaluation"
+        return _hold(state, state.phase, Cause.WAITING_FOR_EVALUATION, why, current, now)
     blocking = [r for r in verdicts if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
     if elapsed < policy.interval - _tolerance(policy) or blocking:
         why = (
@@ -322,7 +458,8 @@ def _progressing(
                     current.canary_replicas, canary_replicas(policy, steps[step + 1], state.total_replicas)
                 ),
             )
-        return _hold(state, state.phase, f"{label}: {why}", current, now)
+        cause = Cause.BLOCKED if blocking else Cause.STEP_RUNNING
+        return _hold(state, state.phase, cause, f"{label}: {why}", current, now)
 
     if step + 1 < len(steps):
         nxt = steps[step + 1]
@@ -333,13 +470,14 @@ def _progressing(
                 f"({facts.canary_ready}/{needed} ready)"
             )
             scaled = replace(current, canary_replicas=needed)
-            return _hold(state, state.phase, reason, scaled, now)
+            return _hold(state, state.phase, Cause.SCALING_CANARY, reason, scaled, now)
         reason = f"step {step + 2}/{len(steps)}: weight {nxt:g}% (analysis: {summarize(verdicts)})"
         return _advance(policy, state, step + 1, reason, now)
 
     # Last step: promotion needs every metric to PASS.
     if verdicts and all(r.verdict is Verdict.PASS for r in verdicts):
-        return _promote(policy, state, f"analysis passed at {state.weight:g}%: {summarize(verdicts)}", now)
+        why = f"analysis passed at {state.weight:g}%: {summarize(verdicts)}"
+        return _promote(policy, state, Cause.ANALYSIS_PASSED, why, now)
     waited = elapsed - policy.interval
     max_wait = policy.analysis.compare.max_wait
     if waited < max_wait:
@@ -347,30 +485,43 @@ def _progressing(
             f"{label}: waiting for promotion evidence ({format_duration(max(waited, 0))} of "
             f"{format_duration(max_wait)}): {summarize(verdicts)}"
         )
-        return _hold(state, state.phase, reason, current, now)
+        return _hold(state, state.phase, Cause.WAITING_FOR_EVIDENCE, reason, current, now)
     mode = policy.analysis.compare.on_inconclusive
     why = f"inconclusive after {format_duration(elapsed)} at {state.weight:g}%: {summarize(verdicts)}"
+    inconclusive = Cause.INCONCLUSIVE
     if mode == "promote":
-        return _promote(policy, state, f"{why}; promoting (onInconclusive: promote)", now)
+        return _promote(policy, state, inconclusive, f"{why}; promoting (onInconclusive: promote)", now)
     if mode == "rollback":
-        return _rollback(state, facts, f"{why}; rolling back (onInconclusive: rollback)", now)
-    return _hold(state, Phase.PAUSED, f"{label}: {why}; paused (onInconclusive: pause)", current, now)
+        return _rollback(state, facts, inconclusive, f"{why}; rolling back (onInconclusive: rollback)", now)
+    paused = f"{label}: {why}; paused (onInconclusive: pause)"
+    return _hold(state, Phase.PAUSED, inconclusive, paused, current, now)
 
 
-def _hold(state: RolloutState, phase: Phase, reason: str, target: Target, now: float) -> Decision:
+def _hold(
+    state: RolloutState,
+    phase: Phase,
+    cause: Cause,
+    reason: str,
+    target: Target,
+    now: float,
+    metric: str = "",
+) -> Decision:
     return Decision(
-        state=replace(state, phase=phase, reason=reason, updated_at=now),
+        state=_said(replace(state, phase=phase, updated_at=now), cause, reason, metric),
         action=Action.HOLD,
+        cause=cause,
+        cause_metric=metric,
         reason=reason,
         target=target,
     )
 
 
-def _promote(policy: Policy, state: RolloutState, reason: str, now: float) -> Decision:
-    new = replace(state, phase=Phase.PROMOTING, reason=f"promoting: {reason}", updated_at=now)
+def _promote(policy: Policy, state: RolloutState, cause: Cause, reason: str, now: float) -> Decision:
+    new = _said(replace(state, phase=Phase.PROMOTING, updated_at=now), cause, f"promoting: {reason}")
     return Decision(
         state=new,
         action=Action.PROMOTE,
+        cause=cause,
         reason=new.reason,
         target=_target(policy, new, weight=state.weight, match=True, replicas_for=100.0),
         again=True,
@@ -380,12 +531,15 @@ def _promote(policy: Policy, state: RolloutState, reason: str, now: float) -> De
 def _promoting(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
     total = state.total_replicas
     if state.promoted_at is None:
-        # Canary at full size first; switch the main route only when all of it is ready.
-        if facts.canary_ready < total or facts.canary_replicas < total:
+        # Canary at full size first; switch the main route only when all of it is ready (or when the route
+        # is found switched already: the switch's status write was lost, and it is never undone).
+        switched_already = facts.route is not None and facts.route.stable_service == state.canary_service
+        if not switched_already and (facts.canary_ready < total or facts.canary_replicas < total):
             reason = f"promoting: waiting for the canary at full size ({facts.canary_ready}/{total} ready)"
             return Decision(
-                state=replace(state, reason=reason, updated_at=now),
+                state=_said(replace(state, updated_at=now), Cause.WAITING_FOR_PODS, reason),
                 action=Action.HOLD,
+                cause=Cause.WAITING_FOR_PODS,
                 reason=reason,
                 target=_target(policy, state, weight=state.weight, match=True, replicas_for=100.0),
             )
@@ -393,22 +547,35 @@ def _promoting(policy: Policy, state: RolloutState, facts: Facts, now: float) ->
             f"promoted: main route now sends all traffic to {state.canary_service}; {state.stable} "
             f"scales to 0 after {format_duration(policy.promotion.scale_down_delay)}"
         )
-        new = replace(state, promoted_at=now, weight=100.0, reason=reason, updated_at=now)
+        new = _said(replace(state, promoted_at=now, weight=100.0, updated_at=now), Cause.PROMOTED, reason)
         switched = Target(
             traffic=TrafficSplit(stable_service=state.canary_service),
             canary_replicas=total,
             stable_replicas=total,
         )
-        return Decision(state=new, action=Action.PROMOTE, reason=reason, target=switched, again=True)
+        return Decision(
+            state=new, action=Action.PROMOTE, cause=Cause.PROMOTED, reason=reason, target=switched, again=True
+        )
     switched = Target(
         traffic=TrafficSplit(stable_service=state.canary_service),
         canary_replicas=total,
         stable_replicas=total,
     )
     if now - state.promoted_at < policy.promotion.scale_down_delay:
-        return Decision(state=state, action=Action.HOLD, reason=state.reason, target=switched)
+        return Decision(
+            state=state,
+            action=Action.HOLD,
+            cause=state.cause,
+            cause_metric=state.cause_metric,
+            reason=state.reason,
+            target=switched,
+        )
     reason = f"succeeded: {state.canary} is the stable version; {state.stable} scaled to 0"
-    done = replace(state, phase=Phase.SUCCEEDED, reason=reason, updated_at=now)
+    done = _said(replace(state, phase=Phase.SUCCEEDED, updated_at=now), Cause.SUCCEEDED, reason)
     return Decision(
-        state=done, action=Action.PROMOTE, reason=reason, target=replace(switched, stable_replicas=0)
+        state=done,
+        action=Action.PROMOTE,
+        cause=Cause.SUCCEEDED,
+        reason=reason,
+        target=replace(switched, stable_replicas=0),
     )

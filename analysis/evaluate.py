@@ -18,10 +18,19 @@ comparison of the canary against them beside the canary-vs-stable one.
 
 Sparse rule: when neither version has produced enough bad events for a comparison (fewer than
 ``SPARSE_EVENTS`` over the whole rollout, the stable's history included when the controller read it),
-the ratio test has nothing to work with and would keep a
-flawless canary waiting forever. Then the metric passes once the canary has served ``minRequests`` with a
-bad share no higher than the stable's, and its ceiling (if any) is certified. The bad-event evidence keeps
-running, so a canary that starts failing later is still rolled back.
+the ratio test has nothing to work with and would keep a flawless canary waiting forever. Then the metric
+passes once the canary has served ``minRequests`` fresh requests (at the current step and weight, see
+below) with a fresh bad share no higher than the stable's fresh share, and its ceiling (if any) is
+certified. The bad-event evidence keeps running, so a canary that starts failing later is still rolled
+back.
+
+Fresh evidence (defined in `analysis.fresh`): counted since the current step started, at the current
+weight, only from evaluation windows that lie inside the step and whose queries for the metric all
+answered with finite, non-negative counts (shared-outage windows left out). Every built-in metric's PASS,
+from the comparison or from the sparse rule, stands only when the canary has served ``max(minRequests, 1)``
+fresh requests and the current window holds canary requests; otherwise it is INCONCLUSIVE. The fresh
+counts are kept in the metric's evidence (``fresh:`` keys, reset when the step or weight changes) and
+shown as ``fresh_canary_requests`` / ``fresh_canary_bad`` figures. The rollback side is never gated.
 """
 
 from __future__ import annotations
@@ -30,7 +39,8 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from songbird.analysis import batch, compare, history, threshold
+from songbird.analysis import batch, compare, fresh, history, threshold
+from songbird.analysis import evidence as ev
 from songbird.analysis.forecast import describe, forecast
 from songbird.analysis.observe import MetricObservation, observe
 from songbird.analysis.params import CompareParams
@@ -38,7 +48,7 @@ from songbird.analysis.prometheus import PrometheusSource
 from songbird.analysis.queries import IngressTarget
 from songbird.analysis.source import MetricsSource
 from songbird.analysis.state import RolloutState
-from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
 from songbird.config.errors import MetricsUnavailable, PolicyError
 from songbird.config.policy import BUILTIN_METRICS, MetricSpec, Policy
 
@@ -70,26 +80,56 @@ def _error(name: str, reason: str) -> MetricResult:
     return MetricResult(name=name, verdict=Verdict.ERROR, reason=reason)
 
 
-def _sparse(result: MetricResult, metric: MetricSpec, min_requests: int) -> MetricResult:
-    if result.verdict is not Verdict.INCONCLUSIVE or result.figures.get("shared_outage"):
-        return result
+def _sparse(
+    result: MetricResult, metric: MetricSpec, min_requests: int, at_step: fresh.Fresh, weight: float
+) -> MetricResult:
     f = result.figures
-    n_c, x_c = float(f.get("canary_total_sum", 0.0)), float(f.get("canary_bad_sum", 0.0))
-    n_s, x_s = float(f.get("stable_total_sum", 0.0)), float(f.get("stable_bad_sum", 0.0))
-    x_h = float(f.get("history_bad", 0.0))
-    if x_c + x_s + x_h >= SPARSE_EVENTS or n_c < max(min_requests, 1):
+    if result.verdict is not Verdict.INCONCLUSIVE or f.shared_outage:
         return result
-    if n_s > 0 and x_c / n_c > x_s / n_s and x_c > 0:
+    x_rollout = (f.canary_bad_sum or 0.0) + (f.stable_bad_sum or 0.0) + (f.history_bad or 0.0)
+    n_c, x_c, n_s, x_s = at_step.canary_total, at_step.canary_bad, at_step.stable_total, at_step.stable_bad
+    need = fresh.needed(min_requests)
+    if x_rollout >= SPARSE_EVENTS or (f.canary_total_sum or 0.0) < need:
         return result
-    if ceiling(metric) is not None and float(f.get("e_ceiling_good", 0.0)) < float(
-        f.get("threshold_good", 1)
+    if n_c < need:
+        reason = (
+            f"too few bad events to compare, and {compare.fmt(n_c)} canary requests at {weight:g}% this "
+            f"step < minRequests {need:g}: inconclusive"
+        )
+        return replace(result, reason=reason)
+    if x_c > 0 and (n_s <= 0 or x_c / n_c > x_s / n_s):
+        return result
+    if ceiling(metric) is not None and (f.e_ceiling_good or 0.0) < (
+        f.threshold_good if f.threshold_good is not None else 1.0
     ):
         return result
     reason = (
         f"too few bad events to compare ({x_c:.0f} in {n_c:.0f} canary requests, {x_s:.0f} in "
-        f"{n_s:.0f} stable): pass on {min_requests} requests"
+        f"{n_s:.0f} stable at this step): pass on {min_requests} requests"
     )
-    return replace(result, verdict=Verdict.PASS, reason=reason, figures={**f, "sparse": True})
+    return replace(result, verdict=Verdict.PASS, reason=reason, figures=replace(f, sparse=True))
+
+
+def _stale(
+    result: MetricResult, counts: WindowCounts, at_step: fresh.Fresh, state: RolloutState, need: float
+) -> str:
+    """Why a PASS does not rest on fresh evidence (`analysis.fresh`), or "" when it does."""
+    if result.verdict is not Verdict.PASS:
+        return ""
+    if ev.usable(counts.canary_total) <= 0:
+        return f"no canary requests in this window at {state.weight:g}%"
+    if at_step.canary_total < need:
+        return (
+            f"{compare.fmt(at_step.canary_total)} canary requests at {state.weight:g}% this step "
+            f"< minRequests {need:g}"
+        )
+    return ""
+
+
+def _inside_step(state: RolloutState) -> bool:
+    """Whether this evaluation's window began no earlier than the step (`evidence_window`)."""
+    last, began = state.last_evaluated_at, state.step_started_at
+    return last is None or began is None or last >= began
 
 
 def judge(
@@ -102,6 +142,7 @@ def judge(
     params = CompareParams.from_policy(policy.analysis.compare)
     specs = {m.name: m for m in policy.analysis.metrics}
     n_builtin = max(1, len(builtin))
+    min_requests = policy.analysis.min_requests
     evidence = {k: dict(v) for k, v in state.evidence.items()}
     by_name: dict[str, MetricResult] = {}
     for seen in builtin:
@@ -116,30 +157,33 @@ def judge(
             params=params,
             ceiling=ceiling(metric),
             n_metrics=n_builtin,
-            min_requests=policy.analysis.min_requests,
+            min_requests=min_requests,
         )
+        counted = seen.counts if _inside_step(state) and not result.figures.shared_outage else None
+        sums = fresh.counted(sums, counted, step=state.step, weight=state.weight)
         evidence[seen.name] = sums
+        at_step = fresh.Fresh.of(sums, step=state.step, weight=state.weight)
+        figures = replace(
+            result.figures, fresh_canary_requests=at_step.canary_total, fresh_canary_bad=at_step.canary_bad
+        )
         if seen.value is not None:
+            figures = replace(figures, quantile=metric.quantile, latency_quantile_seconds=seen.value)
+        result = _sparse(replace(result, figures=figures), metric, min_requests, at_step, state.weight)
+        stale = _stale(result, seen.counts, at_step, state, fresh.needed(min_requests))
+        if stale:
             result = replace(
-                result,
-                figures={
-                    **result.figures,
-                    "quantile": metric.quantile,
-                    "latency_quantile_seconds": seen.value,
-                },
+                result, verdict=Verdict.INCONCLUSIVE, reason=f"{stale}: inconclusive ({result.reason})"
             )
-        by_name[seen.name] = _sparse(result, metric, policy.analysis.min_requests)
+        by_name[seen.name] = result
     compared = [by_name[o.name] for o in builtin if by_name[o.name].verdict is not Verdict.ERROR]
     mean_rule = compare.combine(compared, alpha=params.alpha)
     if compared and mean_rule.decisive and not any(r.decisive for r in compared):
         # The mean of the metrics' rollback evidence crossed 1/alpha although none did alone: the verdict
         # lands on the metric with the most evidence, with the rule's own reason.
-        worst = max(compared, key=lambda r: float(r.figures.get("e_bad", 0.0)))
+        worst = max(compared, key=lambda r: r.figures.e_bad or 0.0)
         by_name[worst.name] = replace(worst, verdict=Verdict.FAIL, decisive=True, reason=mean_rule.reason)
     for seen in custom:
-        by_name[seen.name] = threshold.judge_threshold(
-            seen, specs[seen.name], min_requests=policy.analysis.min_requests
-        )
+        by_name[seen.name] = threshold.judge_threshold(seen, specs[seen.name], min_requests=min_requests)
     return tuple(by_name[m.name] for m in policy.analysis.metrics if m.name in by_name), evidence
 
 

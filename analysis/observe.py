@@ -15,7 +15,11 @@ Invariants:
   would wait the full timeout again, and the verdict (ERROR) would be the same.
 - A query asked for by several metrics is sent once per evaluation.
 - An empty answer for a count means nothing was served in the window: 0, never an error. Counts are real
-  (``increase()`` extrapolates) and clamped to be non-negative, with bad events at most the total.
+  (``increase()`` extrapolates), with bad events at most the total. A negative count never comes from a
+  counter: it is an error on the metric (ERROR), never clamped to 0 (`analysis.answer.count_problem`).
+- Whatever the source returns or raises, the outcome is an observation: a value that is not a finite
+  number, or an exception other than `MetricsUnavailable` (a source's bug), becomes ``error`` (bounded,
+  `config.text`), so no answer can crash an evaluation or freeze a rollout on a stale reason.
 - Every query is evaluated at the same explicit time ``at`` over the same window, so the figures of one
   evaluation describe the same stretch of traffic.
 """
@@ -27,12 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from songbird.analysis import queries
+from songbird.analysis.answer import count_problem
 from songbird.analysis.prometheus import PrometheusUnreachable
 from songbird.analysis.queries import IngressTarget, LatencyBucket, Version
 from songbird.analysis.source import MetricsSource
 from songbird.analysis.verdict import WindowCounts
 from songbird.config.errors import MetricsUnavailable, PolicyError
 from songbird.config.policy import MetricSpec, Policy
+from songbird.config.text import LABEL_LIMIT, MESSAGE_LIMIT, bounded
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +48,8 @@ class MetricObservation:
     ``counts``: built-in metrics' window counts (None for custom metrics or on error).
     ``value``: the custom query's number, or the canary's latency quantile in seconds; None when there was
     no data or nothing to measure.
-    ``error``: why the metric could not be observed (then the verdict is ERROR).
+    ``error``: why the metric could not be observed (then the verdict is ERROR); one line, at most
+    `config.text.MESSAGE_LIMIT` characters.
     ``bucket``: the latency metric's slow-request bound, with the threshold it came from.
     """
 
@@ -69,30 +76,60 @@ class _Asker:
             if self.unreachable is not None:
                 self.answers[promql] = MetricsUnavailable(f"not asked: {self.unreachable}")
             else:
-                try:
-                    self.answers[promql] = self.source.query_scalar(promql, at=self.at)
-                except PrometheusUnreachable as exc:
-                    self.unreachable = exc
-                    self.answers[promql] = exc
-                except MetricsUnavailable as exc:
-                    self.answers[promql] = exc
+                self.answers[promql] = self._ask(promql)
         answer = self.answers[promql]
         if isinstance(answer, MetricsUnavailable):
             raise answer
         return answer
 
+    def _ask(self, promql: str) -> float | MetricsUnavailable | None:
+        try:
+            value = self.source.query_scalar(promql, at=self.at)
+        except PrometheusUnreachable as exc:
+            self.unreachable = exc
+            return exc
+        except MetricsUnavailable as exc:
+            return exc
+        except Exception as exc:  # a source's bug must still end as ERROR, not as a crashed evaluation
+            return MetricsUnavailable(
+                f"query failed ({type(exc).__name__}: {bounded(str(exc), LABEL_LIMIT)}): {_short(promql)}"
+            )
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return MetricsUnavailable(
+                f"answer of type {type(value).__name__} is not a number: {_short(promql)}"
+            )
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if not math.isfinite(number):
+            return MetricsUnavailable(f"answer {number} is not a finite number: {_short(promql)}")
+        return number
 
-def _count(value: float | None) -> float:
-    if value is None or math.isnan(value) or value < 0:
+
+def _short(promql: str) -> str:
+    """A query as quoted in an error: one line, bounded."""
+    return bounded(" ".join(promql[:800].split()), 200)
+
+
+def _count(ask: Callable[[str], float | None], promql: str) -> float:
+    """A count of requests: no data is 0 (nothing served); a negative one is an error."""
+    value = ask(promql)
+    if value is None:
         return 0.0
+    problem = count_problem(value)
+    if problem is not None:
+        raise MetricsUnavailable(f"{problem}: {_short(promql)}")
     return value
 
 
 def _counts(
     ask: Callable[[str], float | None], total: Callable[[Version], str], bad: Callable[[Version], str]
 ) -> WindowCounts:
-    n_c, n_s = _count(ask(total(Version.CANARY))), _count(ask(total(Version.STABLE)))
-    x_c, x_s = _count(ask(bad(Version.CANARY))), _count(ask(bad(Version.STABLE)))
+    n_c, n_s = _count(ask, total(Version.CANARY)), _count(ask, total(Version.STABLE))
+    x_c, x_s = _count(ask, bad(Version.CANARY)), _count(ask, bad(Version.STABLE))
     return WindowCounts(
         canary_total=n_c, canary_bad=min(x_c, n_c), stable_total=n_s, stable_bad=min(x_s, n_s)
     )
@@ -151,5 +188,6 @@ def observe(
             seen = MetricObservation(name=metric.name, error=str(exc))
         except PolicyError as exc:  # a window Prometheus cannot express
             seen = MetricObservation(name=metric.name, error=str(exc))
-        out.append(replace(seen, at=at, window=span))
+        error = None if seen.error is None else bounded(seen.error, MESSAGE_LIMIT)
+        out.append(replace(seen, at=at, window=span, error=error))
     return tuple(out)

@@ -3,6 +3,27 @@
 It is serialised as JSON into the ``songbird.dev/status`` annotation of the policy ConfigMap, written after
 the traffic change it records, so a restarted or newly elected controller resumes where the last one
 stopped: it neither repeats a weight increase nor loses the evidence gathered so far.
+
+The record is compact and bounded (`RolloutState.to_json`):
+- every field the decisions read is kept as it is: phase, step, weight, the Deployments and Services,
+  clocks, failure counts, cause, and the judge's running sums (``evidence``, needed to resume);
+- the last evaluation is kept whole (verdicts, numbers, figures, reasons): the decision of the next tick
+  reads it (`analysis.decision._latest`; of its figures only ``DECISION_FIGURES``);
+- the ``HISTORY_LIMIT - 1`` evaluations before it are kept compact: time, step, weight, one letter per
+  metric verdict (``P``, ``F``, ``I``, ``E``, in the order of the last evaluation's metrics) and the
+  canary requests seen; their reasons and figures are dropped;
+- text is bounded: the rollout's reason and forecast to ``REASON_CHARS``, each result's reason to its
+  share of ``RESULT_REASON_CHARS``.
+If the record is still larger than ``STATUS_LIMIT`` bytes (only with many metrics and long non-ASCII
+reasons), it is made smaller rung by rung (`_RUNGS`: shorter text, fewer compact evaluations, ASCII text,
+then only the figures a decision reads), never by dropping a field a decision reads. The bound: at most
+``STATUS_LIMIT`` (8 KiB) for any policy the loader accepts (at most ``MAX_METRICS`` metrics, two of them
+built-in with their figures and evidence sums), against Kubernetes' 256 KiB for all annotations of an
+object (`tests/unit/test_state.py` builds the worst case).
+
+`from_json` reads this record and the one written by earlier versions (every evaluation whole); an earlier
+version reads this one too (the compact entries parse as evaluations without results, and the last one,
+the only one a decision reads, is whole).
 """
 
 from __future__ import annotations
@@ -12,9 +33,52 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
-from songbird.analysis.verdict import MetricResult
+from songbird.analysis.cause import Cause, read_cause
+from songbird.analysis.verdict import MetricResult, Verdict
+from songbird.config.text import MESSAGE_LIMIT, REASON_LIMIT, bounded
 
-HISTORY_LIMIT = 20  # evaluations kept in the status; the annotation must stay well below 256 KiB
+#: The annotation of the policy ConfigMap that holds the rollout status (`RolloutState.to_json`).
+STATUS_ANNOTATION = "songbird.dev/status"
+
+#: The statistical judge's running sums, per metric then per alternative (see `analysis.evidence`).
+Evidence = dict[str, dict[str, float]]
+
+HISTORY_LIMIT = 12  # evaluations kept in the status: the last one whole, the ones before it compact
+STATUS_LIMIT = 8 * 1024  # bytes of the status annotation, at most (Kubernetes: 256 KiB for all annotations)
+REASON_CHARS = MESSAGE_LIMIT  # the rollout's reason and forecast, at most
+RESULT_REASON_CHARS = 2400  # the last evaluation's reasons together, at most (each at most REASON_LIMIT)
+
+_LETTER = {Verdict.PASS: "P", Verdict.FAIL: "F", Verdict.INCONCLUSIVE: "I", Verdict.ERROR: "E"}
+_VERDICT = {letter: verdict for verdict, letter in _LETTER.items()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Rung:
+    """How much text and history one attempt at the record keeps."""
+
+    reason_chars: int
+    result_reason_chars: int
+    history: int  # compact evaluations before the last one
+    ascii_only: bool = False
+    figures: bool = True  # False: only the figures a decision reads (`DECISION_FIGURES`)
+
+
+# From the full record down to the smallest: each is tried until one fits in STATUS_LIMIT.
+_RUNGS = (
+    _Rung(reason_chars=REASON_CHARS, result_reason_chars=RESULT_REASON_CHARS, history=HISTORY_LIMIT - 1),
+    _Rung(reason_chars=500, result_reason_chars=1000, history=4),
+    _Rung(reason_chars=300, result_reason_chars=400, history=1, ascii_only=True),
+    _Rung(reason_chars=120, result_reason_chars=0, history=0, ascii_only=True, figures=False),
+)
+#: The figures of the last evaluation that a decision reads (`analysis.decision`); kept on every rung.
+DECISION_FIGURES = ("shared_outage",)
+
+
+def _text(text: str, limit: int, *, ascii_only: bool) -> str:
+    if limit <= 0:
+        return ""
+    out = bounded(text, max(limit, 3))
+    return out.encode("ascii", "replace").decode("ascii") if ascii_only else out
 
 
 class Phase(StrEnum):
@@ -41,21 +105,60 @@ class Evaluation:
     weight: float
     results: tuple[MetricResult, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(
+        self, *, reason_chars: int = RESULT_REASON_CHARS, ascii_only: bool = False, figures: bool = True
+    ) -> dict[str, Any]:
+        """The whole evaluation; its reasons together at most ``reason_chars`` characters, and without
+        ``figures`` only the figures a decision reads."""
+        each = min(REASON_LIMIT, reason_chars // max(1, len(self.results)))
+        results = []
+        for r in self.results:
+            out = r.to_dict()
+            out["reason"] = _text(r.reason, each, ascii_only=ascii_only)
+            if not figures and "figures" in out:
+                kept = {k: v for k, v in out.pop("figures").items() if k in DECISION_FIGURES}
+                if kept:
+                    out["figures"] = kept
+            results.append(out)
+        return {"at": self.at, "step": self.step, "weight": self.weight, "results": results}
+
+    def to_compact(self, names: tuple[str, ...]) -> dict[str, Any]:
+        """Time, step, weight, a letter per verdict and the canary requests: no reasons, no figures.
+        ``names`` is the metric order of the record; an evaluation of other metrics names its own."""
+        own = tuple(r.name for r in self.results)
+        out: dict[str, Any] = {
             "at": self.at,
             "step": self.step,
             "weight": self.weight,
-            "results": [r.to_dict() for r in self.results],
+            "verdicts": "".join(_LETTER[r.verdict] for r in self.results),
         }
+        if own != names:
+            out["metrics"] = list(own)
+        seen = [r.canary_requests for r in self.results if r.canary_requests is not None]
+        if seen:
+            out["canary_requests"] = round(max(seen), 1)
+        return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+    def from_dict(cls, data: dict[str, Any], names: tuple[str, ...] = ()) -> Evaluation:
+        """A whole evaluation, or a compact one (`to_compact`, its metrics from ``names``)."""
+        if "verdicts" in data and "results" not in data:
+            letters = str(data["verdicts"])
+            own = tuple(str(n) for n in data.get("metrics") or names)
+            requests = data.get("canary_requests")
+            results = tuple(
+                MetricResult(
+                    name=name,
+                    verdict=_VERDICT[letter],
+                    reason="",
+                    canary_requests=None if requests is None else float(requests),
+                )
+                for name, letter in zip(own, letters, strict=False)
+            )
+        else:
+            results = tuple(MetricResult.from_dict(r) for r in data.get("results", []))
         return cls(
-            at=float(data["at"]),
-            step=int(data["step"]),
-            weight=float(data["weight"]),
-            results=tuple(MetricResult.from_dict(r) for r in data.get("results", [])),
+            at=float(data["at"]), step=int(data["step"]), weight=float(data["weight"]), results=results
         )
 
 
@@ -78,31 +181,64 @@ class RolloutState:
     error_since: float | None = None  # start of the current run of ERROR evaluations
     promoted_at: float | None = None  # when the main Ingress was switched to the canary
     reason: str = ""
+    cause: Cause = Cause.UNKNOWN  # why ``reason`` was said (code reads this, people the reason)
+    cause_metric: str = ""  # the metric the cause is about, if any (a FAIL, a shared outage)
     forecast: str = ""  # predicted time to promotion evidence, said when the rollout starts
     history: tuple[Evaluation, ...] = ()
-    # The statistical judge's running sums, per metric then per alternative (see analysis.evidence).
-    evidence: dict[str, dict[str, float]] = field(default_factory=dict)
+    evidence: Evidence = field(default_factory=dict)
 
     def with_evaluation(self, evaluation: Evaluation) -> RolloutState:
         history = (*self.history, evaluation)[-HISTORY_LIMIT:]
         return replace(self, history=history, last_evaluated_at=evaluation.at)
 
     def to_json(self) -> str:
-        data = asdict(self)
+        """The status record (see the module docstring): at most ``STATUS_LIMIT`` bytes."""
+        text = ""
+        for rung in _RUNGS:
+            text = self._record(rung)
+            if len(text.encode()) <= STATUS_LIMIT:
+                break
+        return text
+
+    def _record(self, rung: _Rung) -> str:
+        data = asdict(replace(self, history=()))
         data["phase"] = self.phase.value
-        data["history"] = [e.to_dict() for e in self.history]
+        data["cause"] = self.cause.value
+        data["reason"] = _text(self.reason, rung.reason_chars, ascii_only=rung.ascii_only)
+        data["forecast"] = _text(self.forecast, rung.reason_chars, ascii_only=rung.ascii_only)
+        if self.history:
+            *older, last = self.history
+            names = tuple(r.name for r in last.results)
+            kept = older[len(older) - rung.history :] if rung.history else []
+            data["history"] = [
+                *(e.to_compact(names) for e in kept),
+                last.to_dict(
+                    reason_chars=rung.result_reason_chars, ascii_only=rung.ascii_only, figures=rung.figures
+                ),
+            ]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> RolloutState:
-        """Parse a status annotation. Unknown keys (from a newer controller) are ignored."""
-        data = json.loads(text)
+        """Parse a status annotation, of this version or an earlier one. Unknown keys (from a newer
+        controller) are ignored; a record that cannot be read raises ValueError."""
+        try:
+            return cls._parse(json.loads(text))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a rollout status: {type(exc).__name__}: {bounded(str(exc))}") from exc
+
+    @classmethod
+    def _parse(cls, data: Any) -> RolloutState:
         if not isinstance(data, dict):
             raise ValueError("the status annotation is not a JSON object")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         kwargs["phase"] = Phase(kwargs.get("phase", Phase.IDLE.value))
-        kwargs["history"] = tuple(Evaluation.from_dict(e) for e in kwargs.get("history", []))
+        kwargs["cause"] = read_cause(kwargs.get("cause"))
+        kwargs["cause_metric"] = str(kwargs.get("cause_metric") or "")
+        entries = [e for e in kwargs.get("history") or [] if isinstance(e, dict)]
+        names = tuple(str(r.get("name", "")) for r in (entries[-1].get("results") or [])) if entries else ()
+        kwargs["history"] = tuple(Evaluation.from_dict(e, names) for e in entries)[-HISTORY_LIMIT:]
         kwargs["evidence"] = {
             str(m): {str(k): float(v) for k, v in alts.items()}
             for m, alts in (kwargs.get("evidence") or {}).items()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from songbird.analysis.figures import Figures
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.config.policy import MetricSpec
 
@@ -93,9 +94,11 @@ def judge_threshold(observation: MetricObservation, spec: MetricSpec, *, min_req
         return MetricResult(name=name, verdict=verdict, reason=reason, value=observation.value, limit=limit)
 
     n_c, n_s = counts.canary_total, counts.stable_total
-    figures: dict[str, float | str] = {"canary_bad": counts.canary_bad, "stable_bad": counts.stable_bad}
-    if observation.bucket is not None:
-        figures["slow_above_seconds"] = observation.bucket.bound
+    figures = Figures(
+        canary_bad=counts.canary_bad,
+        stable_bad=counts.stable_bad,
+        slow_above_seconds=None if observation.bucket is None else observation.bucket.bound,
+    )
     if n_c < min_requests:
         return MetricResult(
             name=name,

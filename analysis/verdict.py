@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from songbird.analysis.figures import Figures
+
 
 class Verdict(StrEnum):
     PASS = "PASS"
@@ -42,9 +44,7 @@ class MetricResult:
     limit: float | None = None  # the policy's max (or min) it was compared with
     canary_requests: float | None = None
     stable_requests: float | None = None
-    figures: dict[str, Any] = field(
-        default_factory=dict
-    )  # extra numbers for status and log (ratio, e-values)
+    figures: Figures = field(default_factory=Figures)  # the numbers behind the verdict (ratio, e-values)
     # A FAIL that is conclusive on its own (anytime-valid evidence crossed its bound): roll back now,
     # without waiting for failureLimit consecutive FAILs.
     decisive: bool = False
@@ -55,8 +55,9 @@ class MetricResult:
             v = getattr(self, key)
             if v is not None:
                 out[key] = v
-        if self.figures:
-            out["figures"] = dict(self.figures)
+        figures = self.figures.to_dict()
+        if figures:
+            out["figures"] = figures
         if self.decisive:
             out["decisive"] = True
         return out
@@ -71,6 +72,6 @@ class MetricResult:
             limit=data.get("limit"),
             canary_requests=data.get("canary_requests"),
             stable_requests=data.get("stable_requests"),
-            figures=dict(data.get("figures") or {}),
+            figures=Figures.from_dict(data.get("figures")),
             decisive=bool(data.get("decisive", False)),
         )

@@ -1,7 +1,7 @@
 """The rollout rules compared by the decision-quality benchmark, each driving many simulated runs at once.
 
 * `Songbird`: the controller's own code path, `analysis.evaluate.judge` (per-metric comparison, sparse
-  rule, mean rule) and `analysis.decision.decide` (the state machine), per run with its own
+  rule, mean rule) and `analysis.step.step` (one tick of the state machine), per run with its own
   `RolloutState`: steps advance on time unless a metric FAILs or the stable is failing too; a decisive
   FAIL rolls back at once; after the last step promotion needs every metric to PASS, waiting at most
   ``maxWait``, then ``onInconclusive: pause``.
@@ -20,30 +20,33 @@ in ``outcome`` (ACTIVE, ROLLBACK, PROMOTE, PAUSED) and ``time`` (seconds into th
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from songbird.analysis.decision import Action, Facts, decide, evaluation_due
+from songbird.analysis.cause import Cause
+from songbird.analysis.decision import Action, Decision, Facts, tick_tolerance
 from songbird.analysis.evaluate import judge
 from songbird.analysis.history import HISTORY_BAD, HISTORY_SECONDS, HISTORY_TOTAL
 from songbird.analysis.observe import MetricObservation
-from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.state import Evidence, Phase, RolloutState
+from songbird.analysis.step import Verdicts, step
 from songbird.analysis.verdict import MetricResult, WindowCounts
 from songbird.bench.simulate import SCRAPE, History, Scenario, Schedule, Window
 from songbird.config.loader import load_policy_yaml
 from songbird.config.policy import Policy
 
 ACTIVE, ROLLBACK, PROMOTE, PAUSED = 0, 1, 2, 3
-TOLERANCE = min(1.0, SCRAPE * 0.05)  # as in analysis.decision
+TOLERANCE = tick_tolerance(SCRAPE)
 
 
 BENCH_REPLICAS = 10
 # The adapter's clock: rollout time t runs at EPOCH + t, as the controller's clock is epoch seconds (the
 # state machine reads a zero timestamp as "not set").
 EPOCH = 1_700_000_000.0
-MAX_TRANSITIONS = 4  # as the reconciler
 
 
 def bench_policy(schedule: Schedule, *, min_requests: int = 100) -> Policy:
@@ -92,14 +95,14 @@ class Method:
 
 
 class Songbird(Method):
-    """The controller's own decisions: `analysis.evaluate.judge` then `analysis.decision.decide`, per run.
+    """The controller's own decisions: `analysis.evaluate.judge` then `analysis.step.step`, per run.
 
     A thin adapter keeps one `RolloutState` per run and plays the reconciler's part: it starts the rollout
     at t = 0 (with the stable's pre-rollout counts in the evidence, as the controller reads them before
     the first step), scales the canary as each decision's target asks (its pods are ready at once), and
-    at the end of every 15 s window, when `evaluation_due` says so, turns the window's counts into the
-    built-in metrics' observations, judges them and decides, taking ``again`` transitions in the same
-    tick. Nothing of the step logic is re-implemented here. A run ends at the first rollback or promotion
+    at the end of every 15 s window runs one tick, which, when an evaluation is due, turns the window's
+    counts into the built-in metrics' observations and judges them. Nothing of the tick is re-implemented
+    here. A run ends at the first rollback or promotion
     decision, or when ``onInconclusive: pause`` pauses it after ``maxWait``.
     """
 
@@ -120,24 +123,22 @@ class Songbird(Method):
         self.states = [RolloutState() for _ in range(runs)]
         self.canary_replicas = np.zeros(runs, dtype=np.int64)
         self.judged = 0
-        self.decided = 0
 
     def start(self, history: History) -> None:
         for i in range(self.runs):
-            evidence: dict[str, dict[str, float]] = {}
+            evidence: Evidence = {}
             if self.use_history:
                 seen = {HISTORY_TOTAL: float(history.total[i]), HISTORY_SECONDS: history.seconds}
                 evidence = {
                     "error-rate": {**seen, HISTORY_BAD: float(history.bad[i])},
                     "latency": {**seen, HISTORY_BAD: float(history.slow[i])},
                 }
-            self._decide(i, None, EPOCH, evidence=evidence)
+            self._tick(i, EPOCH, _no_window, started=functools.partial(_with_evidence, evidence=evidence))
 
     def weights(self) -> np.ndarray:
         return np.array([s.weight for s in self.states]) / 100.0
 
-    def _facts(self, i: int) -> Facts:
-        replicas = int(self.canary_replicas[i])
+    def _facts(self, replicas: int) -> Facts:
         return Facts(
             canary="canary",
             stable="stable",
@@ -149,36 +150,41 @@ class Songbird(Method):
             canary_ready=replicas,
         )
 
-    def _decide(
+    def _acted(self, decision: Decision, facts: Facts) -> Facts:
+        """The canary's pods are ready as soon as a decision asks for them."""
+        return facts if decision.target is None else self._facts(decision.target.canary_replicas)
+
+    def _tick(
         self,
         i: int,
-        results: tuple[MetricResult, ...] | None,
         t: float,
+        verdicts: Verdicts,
         *,
-        evidence: dict[str, dict[str, float]] | None = None,
+        started: Callable[[RolloutState], RolloutState] | None = None,
     ) -> None:
-        state = self.states[i]
-        for _ in range(MAX_TRANSITIONS):
-            decision = decide(self.policy, state, self._facts(i), results, t)
-            self.decided += 1
-            if evidence is not None and decision.state.phase is Phase.INITIALIZING:
-                decision = replace(decision, state=replace(decision.state, evidence=evidence))
+        """One tick of run ``i`` (`analysis.step.step`), followed up to the first outcome it reaches."""
+        decisions = step(
+            self.policy,
+            self.states[i],
+            self._facts(int(self.canary_replicas[i])),
+            t,
+            verdicts=verdicts,
+            started=started or (lambda s: s),
+            acted=self._acted,
+        )
+        for decision in decisions:
             if decision.target is not None:
                 self.canary_replicas[i] = decision.target.canary_replicas
-            state = decision.state
+            self.states[i] = decision.state
             if decision.action is Action.ROLLBACK:
                 self.finish_one(i, ROLLBACK, t)
                 break
             if decision.action is Action.PROMOTE:
                 self.finish_one(i, PROMOTE, t)
                 break
-            if state.phase is Phase.PAUSED and "onInconclusive" in state.reason:
+            if decision.state.phase is Phase.PAUSED and decision.cause is Cause.INCONCLUSIVE:
                 self.finish_one(i, PAUSED, t)
                 break
-            if not decision.again:
-                break
-            results = None
-        self.states[i] = state
 
     def observe(self, window: Window, active: np.ndarray) -> None:
         self.k += 1
@@ -187,31 +193,38 @@ class Songbird(Method):
             "error-rate": (window.canary_bad, window.stable_bad),
             "latency": (window.canary_slow, window.stable_slow),
         }
+
+        def verdicts(i: int, state: RolloutState) -> tuple[tuple[MetricResult, ...], Evidence]:
+            seen = tuple(
+                MetricObservation(
+                    name=m.name,
+                    counts=WindowCounts(
+                        canary_total=float(window.canary_total[i]),
+                        canary_bad=float(columns[m.name][0][i]),
+                        stable_total=float(window.stable_total[i]),
+                        stable_bad=float(columns[m.name][1][i]),
+                    ),
+                )
+                for m in self.policy.analysis.metrics
+            )
+            self.judged += 1
+            return judge(self.policy, state, seen, ())
+
         for run in np.flatnonzero(active):
             i = int(run)
-            state = self.states[i]
-            results = None
-            if evaluation_due(self.policy, state, t):
-                seen = tuple(
-                    MetricObservation(
-                        name=m.name,
-                        counts=WindowCounts(
-                            canary_total=float(window.canary_total[i]),
-                            canary_bad=float(columns[m.name][0][i]),
-                            stable_total=float(window.stable_total[i]),
-                            stable_bad=float(columns[m.name][1][i]),
-                        ),
-                    )
-                    for m in self.policy.analysis.metrics
-                )
-                results, evidence = judge(self.policy, state, seen, ())
-                self.judged += 1
-                self.states[i] = replace(state, evidence=evidence)
-            self._decide(i, results, t)
+            self._tick(i, t, functools.partial(verdicts, i))
 
     def finish_one(self, i: int, outcome: int, t: float) -> None:
         self.outcome[i] = outcome
         self.time[i] = t - EPOCH
+
+
+def _with_evidence(state: RolloutState, *, evidence: Evidence) -> RolloutState:
+    return replace(state, evidence=evidence)
+
+
+def _no_window(state: RolloutState) -> tuple[tuple[MetricResult, ...], Evidence]:
+    raise AssertionError("no evaluation is due before a rollout starts")
 
 
 class _MinuteChecks(Method):

@@ -21,9 +21,9 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from songbird.config.errors import Conflict, NotFound
 from songbird.config.policy import POLICY_LABEL
 from songbird.controller.cache import is_policy
+from songbird.controller.errors import Conflict, NotFound
 from songbird.controller.ports import Kind, Obj, Page, WatchExpired
 
 PREFIX = "nginx.ingress.kubernetes.io"

@@ -2,6 +2,8 @@
 ``songbird.dev/policy: "true"``.
 
 Every class is a frozen, keyword-only dataclass; durations are seconds (float), weights are percent.
+Every field has a range: strings a pattern and a length, numbers and durations an upper bound, lists a
+largest size (the bounds are listed in the README's policy reference and in the exported schema).
 Field metadata (YAML key, description, bounds) lives beside each field and drives both the loader and the
 JSON Schema, so the two cannot drift apart. Cross-field rules (steps strictly increasing, a custom metric
 needs a query and a limit...) live in `config.loader.validate`.
@@ -15,27 +17,51 @@ from typing import Literal
 
 from songbird.config.fields import (
     COOKIE_PATTERN,
+    DAY,
     HEADER_PATTERN,
     HEADER_VALUE_PATTERN,
+    HOUR,
     METRIC_NAME_PATTERN,
+    NAME_MAX,
     NAME_PATTERN,
+    QUERY_MAX,
+    SERVICE_MAX,
+    SERVICE_PATTERN,
+    TOKEN_MAX,
+    URL_MAX,
+    URL_PATTERN,
     spec,
 )
 
 POLICY_LABEL = "songbird.dev/policy"
 POLICY_KEY = "policy.yaml"
-STATUS_ANNOTATION = "songbird.dev/status"
-MANAGED_BY_ANNOTATION = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "songbird"
 
 BUILTIN_METRICS = ("error-rate", "latency")
+
+# Upper bounds of counts (durations are bounded in `config.fields` units: at most 24 h, cadence 1 h,
+# Prometheus timeout 1 min). Each is far above any sensible policy and far below what would hurt a
+# cluster (a stable Deployment scaled to 2^31) or the controller (10,000 steps, an infinite wait).
+MAX_REPLICAS = 1000
+MAX_STEPS = 100
+MAX_METRICS = 20
+MAX_NODE_LABELS = 32
+MAX_FAILURE_LIMIT = 100
+MAX_MIN_REQUESTS = 10_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
 class CanaryTarget:
-    deployment: str = spec("deployment", "Deployment running the canary version.", pattern=NAME_PATTERN)
+    deployment: str = spec(
+        "deployment",
+        "Deployment running the canary version (a DNS-1123 subdomain).",
+        pattern=NAME_PATTERN,
+        max_length=NAME_MAX,
+    )
     service: str = spec(
-        "service", "Service selecting the canary pods; the canary Ingress routes to it.", pattern=NAME_PATTERN
+        "service",
+        "Service selecting the canary pods; the canary Ingress routes to it (a DNS-1035 label).",
+        pattern=SERVICE_PATTERN,
+        max_length=SERVICE_MAX,
     )
 
 
@@ -47,6 +73,7 @@ class StableTarget:
         "Ingress routes to now.",
         default=None,
         pattern=NAME_PATTERN,
+        max_length=NAME_MAX,
     )
 
 
@@ -56,6 +83,7 @@ class HeaderRoute:
         "name",
         "Request header that sends a request to the canary (canary-by-header).",
         pattern=HEADER_PATTERN,
+        max_length=TOKEN_MAX,
         example="Region",
     )
     value: str = spec(
@@ -64,6 +92,7 @@ class HeaderRoute:
         "(to force stable); any other value must match exactly.",
         default="always",
         pattern=HEADER_VALUE_PATTERN,
+        max_length=TOKEN_MAX,
     )
 
 
@@ -77,6 +106,7 @@ class Routing:
         "Cookie name: value 'always' routes to the canary, 'never' to stable (canary-by-cookie).",
         default=None,
         pattern=COOKIE_PATTERN,
+        max_length=TOKEN_MAX,
     )
     sticky: bool = spec(
         "sticky", "A client keeps the version it first reached (cookie affinity).", default=False
@@ -90,13 +120,22 @@ class Replicas:
         "proportional: canary replicas follow the weight; fixed: the canary runs 'canary' replicas.",
         default="proportional",
     )
-    min: int = spec("min", "Fewest canary replicas while the canary receives traffic.", default=1, minimum=0)
-    canary: int | None = spec("canary", "Canary replicas in fixed mode.", default=None, minimum=1)
+    min: int = spec(
+        "min",
+        "Fewest canary replicas while the canary receives traffic.",
+        default=1,
+        minimum=0,
+        maximum=MAX_REPLICAS,
+    )
+    canary: int | None = spec(
+        "canary", "Canary replicas in fixed mode.", default=None, minimum=1, maximum=MAX_REPLICAS
+    )
     total: int | None = spec(
         "total",
         "Replicas of the whole service. Default: the stable Deployment's count when the rollout starts.",
         default=None,
         minimum=1,
+        maximum=MAX_REPLICAS,
     )
 
 
@@ -104,8 +143,11 @@ class Replicas:
 class Placement:
     node_selector: Mapping[str, str] = spec(
         "nodeSelector",
-        "Node labels the canary pods must run on (merged into the pod template).",
+        "Node labels the canary pods must run on (merged into the pod template). Keys and values are "
+        "checked as Kubernetes checks labels.",
         factory=dict,
+        kind="labels",
+        max_items=MAX_NODE_LABELS,
         example={"dtype": "secondary"},
     )
 
@@ -114,12 +156,19 @@ class Placement:
 class PrometheusSource:
     url: str | None = spec(
         "url",
-        "Prometheus base URL. Default: the daemon's --prometheus-url.",
+        "Prometheus base URL (http or https). Default: the daemon's --prometheus-url.",
         default=None,
+        pattern=URL_PATTERN,
+        max_length=URL_MAX,
         example="http://prometheus.monitoring:9090",
     )
     timeout: float = spec(
-        "timeout", "Timeout of one Prometheus query.", default=5.0, kind="duration", exclusive_minimum=0
+        "timeout",
+        "Timeout of one Prometheus query.",
+        default=5.0,
+        kind="duration",
+        exclusive_minimum=0,
+        maximum=60.0,
     )
 
 
@@ -129,6 +178,7 @@ class MetricSpec:
         "name",
         "Built-in 'error-rate' or 'latency', or any name for a custom query.",
         pattern=METRIC_NAME_PATTERN,
+        max_length=TOKEN_MAX,
     )
     max: float | None = spec(
         "max",
@@ -149,12 +199,14 @@ class MetricSpec:
         "canary-vs-stable comparison. Use a histogram bucket boundary. Default: 'max', else 0.5.",
         default=None,
         exclusive_minimum=0,
+        maximum=HOUR,
     )
     query: str | None = spec(
         "query",
         "Custom PromQL returning one number. Placeholders: {{ namespace }}, {{ ingress }}, "
         "{{ canary }}, {{ stable }}, {{ window }}.",
         default=None,
+        max_length=QUERY_MAX,
     )
 
 
@@ -172,6 +224,7 @@ class Compare:
         "Ratio the canary must be shown to stay below before promotion.",
         default=2.0,
         exclusive_minimum=1.0,
+        maximum=100.0,
     )
     false_rollback: float = spec(
         "falseRollback",
@@ -199,6 +252,7 @@ class Compare:
         default=600.0,
         kind="duration",
         minimum=0,
+        maximum=DAY,
     )
 
 
@@ -211,19 +265,31 @@ class Analysis:
         default=15.0,
         kind="duration",
         exclusive_minimum=0,
+        maximum=HOUR,
     )
-    window: float = spec("window", "Range of each query.", default=60.0, kind="duration", exclusive_minimum=0)
+    window: float = spec(
+        "window", "Range of each query.", default=60.0, kind="duration", exclusive_minimum=0, maximum=DAY
+    )
     min_requests: int = spec(
         "minRequests",
-        "Canary requests needed before a metric can PASS (built-ins: over the rollout; custom metrics: in "
+        "Canary requests needed before a metric can PASS (built-ins: since the current step started, at its "
+        "weight; custom metrics: in "
         "the window). Too few is INCONCLUSIVE, never FAIL.",
         default=100,
         minimum=0,
+        maximum=MAX_MIN_REQUESTS,
     )
     metrics: tuple[MetricSpec, ...] = spec(
         "metrics",
-        "Metrics to judge. Default: error-rate and latency compared with stable.",
+        "Metrics to judge. Default: error-rate and latency compared with stable. An empty list is refused "
+        "unless allowNoMetrics is true.",
         factory=lambda: (MetricSpec(name="error-rate"), MetricSpec(name="latency")),
+        max_items=MAX_METRICS,
+    )
+    allow_no_metrics: bool = spec(
+        "allowNoMetrics",
+        "Allow 'metrics: []': the steps then advance on time alone, with no analysis at all.",
+        default=False,
     )
     failure_limit: int = spec(
         "failureLimit",
@@ -231,6 +297,7 @@ class Analysis:
         "rolls back as soon as its evidence suffices).",
         default=2,
         minimum=1,
+        maximum=MAX_FAILURE_LIMIT,
     )
     error_deadline: float = spec(
         "errorDeadline",
@@ -238,6 +305,7 @@ class Analysis:
         default=300.0,
         kind="duration",
         exclusive_minimum=0,
+        maximum=DAY,
     )
     compare: Compare = spec("compare", "Canary-vs-stable statistical comparison.", factory=Compare)
 
@@ -250,12 +318,19 @@ class Promotion:
         default=30.0,
         kind="duration",
         minimum=0,
+        maximum=DAY,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
-    ingress: str = spec("ingress", "Main Ingress, in the ConfigMap's namespace.", pattern=NAME_PATTERN)
+    ingress: str = spec(
+        "ingress",
+        "Main Ingress, in the ConfigMap's namespace (a DNS-1123 subdomain; the canary Ingress is named "
+        "<ingress>-canary, so at most 246 characters).",
+        pattern=NAME_PATTERN,
+        max_length=NAME_MAX - len("-canary"),
+    )
     canary: CanaryTarget = spec("canary", "The version being introduced.")
     stable: StableTarget = spec("stable", "The version serving now.", factory=StableTarget)
     steps: tuple[float, ...] = spec(
@@ -263,9 +338,12 @@ class Policy:
         "Canary weight per step in percent, strictly increasing, each "
         "in (0, 100]; promotion follows the last.",
         kind="percent",
+        max_items=MAX_STEPS,
         example=[10, 20, 40, 60, 80],
     )
-    interval: float = spec("interval", "Time per step.", default=60.0, kind="duration", exclusive_minimum=0)
+    interval: float = spec(
+        "interval", "Time per step.", default=60.0, kind="duration", exclusive_minimum=0, maximum=DAY
+    )
     routing: Routing = spec("routing", "Header, cookie and stickiness.", factory=Routing)
     replicas: Replicas = spec("replicas", "Canary and stable replica counts.", factory=Replicas)
     placement: Placement = spec("placement", "Where canary pods run.", factory=Placement)

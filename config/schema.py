@@ -14,7 +14,15 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin
 
-from songbird.config.fields import DURATION_PATTERN, format_duration
+from songbird.config.fields import (
+    DURATION_MAX_LENGTH,
+    DURATION_PATTERN,
+    LABEL_KEY_MAX,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_MAX,
+    LABEL_VALUE_PATTERN,
+    format_duration,
+)
 from songbird.config.policy import Policy
 
 
@@ -46,14 +54,30 @@ def _type_schema(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
         return {"type": "string", "enum": list(get_args(tp))}
     if origin is tuple:
         item = _type_schema(get_args(tp)[0], meta)
-        return {"type": "array", "items": item}
+        array: dict[str, Any] = {"type": "array", "items": item}
+        if meta.get("max_items") is not None:
+            array["maxItems"] = meta["max_items"]
+        return array
     if origin is Mapping or tp is Mapping:
-        return {"type": "object", "additionalProperties": {"type": "string"}}
+        labels: dict[str, Any] = {
+            "type": "object",
+            # The loader also bounds a key's prefix (253) and name (63) separately.
+            "propertyNames": {"pattern": LABEL_KEY_PATTERN, "maxLength": LABEL_KEY_MAX},
+            "additionalProperties": {
+                "type": "string",
+                "pattern": LABEL_VALUE_PATTERN,
+                "maxLength": LABEL_VALUE_MAX,
+            },
+        }
+        if meta.get("max_items") is not None:
+            labels["maxProperties"] = meta["max_items"]
+        return labels
     if dataclasses.is_dataclass(tp):
         return object_schema(tp)  # type: ignore[arg-type]
     out: dict[str, Any]
     if meta.get("kind") == "duration":
-        return {"type": "string", "pattern": DURATION_PATTERN}
+        # JSON Schema cannot compare durations: the range is in the description (`duration_range`).
+        return {"type": "string", "pattern": DURATION_PATTERN, "maxLength": DURATION_MAX_LENGTH}
     if tp is bool:
         out = {"type": "boolean"}
     elif tp is int:
@@ -64,6 +88,8 @@ def _type_schema(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
         out = {"type": "string"}
         if meta.get("pattern"):
             out["pattern"] = meta["pattern"]
+        if meta.get("max_length") is not None:
+            out["maxLength"] = meta["max_length"]
     for key, name in (
         ("minimum", "minimum"),
         ("maximum", "maximum"),
@@ -74,6 +100,19 @@ def _type_schema(tp: Any, meta: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def duration_range(meta: Mapping[str, Any]) -> str:
+    """The range of a duration field in words, e.g. "More than 0s, at most 24h." """
+    parts = []
+    if meta.get("exclusive_minimum") is not None:
+        parts.append(f"more than {format_duration(meta['exclusive_minimum'])}")
+    if meta.get("minimum") is not None:
+        parts.append(f"at least {format_duration(meta['minimum'])}")
+    if meta.get("maximum") is not None:
+        parts.append(f"at most {format_duration(meta['maximum'])}")
+    text = ", ".join(parts)
+    return f"{text[:1].upper()}{text[1:]}." if text else ""
+
+
 def object_schema(cls: type[Any]) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     props: dict[str, Any] = {}
@@ -82,9 +121,12 @@ def object_schema(cls: type[Any]) -> dict[str, Any]:
         meta = f.metadata
         prop = _type_schema(hints[f.name], meta)
         if meta.get("kind") == "percent":
-            prop["items"] = {"type": "number", "exclusiveMinimum": 0, "maximum": 100}
+            prop["items"] = {"type": "number", "exclusiveMinimum": 0, "maximum": 100}  # and ascending
             prop["minItems"] = 1
-        prop = {"description": meta["doc"], **prop}
+        doc = meta["doc"]
+        if meta.get("kind") == "duration":
+            doc = f"{doc} {duration_range(meta)}"
+        prop = {"description": doc, **prop}
         default = _default(f)
         if default is not dataclasses.MISSING:
             prop["default"] = default

@@ -3,6 +3,7 @@
 
 Rendering fails on an unknown or missing placeholder (as Flagger's named templates do), and values are
 checked against the Kubernetes name pattern before substitution, so an object name cannot inject PromQL.
+Messages quote at most 60 characters of a placeholder or value.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 
 from songbird.config.errors import PolicyError
 from songbird.config.fields import NAME_PATTERN
+from songbird.config.text import bounded, quoted
 
 PLACEHOLDERS = ("namespace", "ingress", "canary", "stable", "window")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -25,7 +27,8 @@ def check_template(query: str, *, path: str) -> None:
     for name in _PLACEHOLDER.findall(query):
         if name not in PLACEHOLDERS:
             raise PolicyError(
-                f"unknown placeholder {{{{ {name} }}}} (known: {', '.join(PLACEHOLDERS)})", path=path
+                f"unknown placeholder {{{{ {bounded(name, 60)} }}}} (known: {', '.join(PLACEHOLDERS)})",
+                path=path,
             )
 
 
@@ -34,12 +37,12 @@ def render_template(query: str, values: Mapping[str, str], *, path: str = "query
     for key, value in values.items():
         ok = _WINDOW.fullmatch(value) if key == "window" else re.fullmatch(NAME_PATTERN, value)
         if not ok:
-            raise PolicyError(f"value {value!r} for {{{{ {key} }}}} is not a plain name", path=path)
+            raise PolicyError(f"value {quoted(value, 60)} for {{{{ {key} }}}} is not a plain name", path=path)
 
     def fill(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in values:
-            raise PolicyError(f"placeholder {{{{ {name} }}}} has no value", path=path)
+            raise PolicyError(f"placeholder {{{{ {bounded(name, 60)} }}}} has no value", path=path)
         return values[name]
 
     return _PLACEHOLDER.sub(fill, query)

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from songbird.config.errors import ClusterUnavailable
 from songbird.config.policy import POLICY_LABEL
 from songbird.controller import deadline
+from songbird.controller.errors import ClusterUnavailable
 from songbird.controller.informer import Informer, Store
 from songbird.controller.ports import ClusterWriter, Kind, Obj, Recorder
 

@@ -4,7 +4,7 @@ songbird run       the controller daemon (kubeconfig from --kubeconfig, KUBECONF
 songbird status    the rollout status of policy ConfigMaps, read from the cluster
 songbird validate  check a policy file offline, with the field path of every error
 songbird schema    print the policy's JSON Schema
-songbird bench     decision-quality benchmark (see bench/decision_quality.py)
+songbird bench     benchmarks: decisions (bench/decision_quality.py), robustness (bench/robustness.py)
 songbird lab       a whole canary release on this machine (real nginx, Prometheus, emulated API)
 """
 
@@ -16,11 +16,11 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
 from songbird.analysis.state import RolloutState
 from songbird.config.errors import PolicyError, SongbirdError
-from songbird.config.loader import load_policy_yaml
-from songbird.config.policy import POLICY_KEY
+from songbird.config.loader import MAX_MANIFEST_BYTES, load_policy_file
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,21 +80,30 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def validate_file(path: str) -> str | None:
+    """Check one file (a policy.yaml or a ConfigMap manifest): None if valid, else the error line.
+
+    Reads at most the manifest limit plus one byte, so a huge file or a device is refused, not read."""
+    try:
+        with open(path, "rb") as fh:
+            content = fh.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        return f"{path}: cannot read the file: {exc.strerror or type(exc).__name__}"
+    try:
+        load_policy_file(content, source=path)
+    except PolicyError as exc:
+        return str(exc)
+    return None
+
+
 def _validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        try:
-            import yaml  # noqa: PLC0415
-
-            doc = yaml.safe_load(text)
-            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
-                text = (doc.get("data") or {}).get(POLICY_KEY, "")
-            load_policy_yaml(text, source=path)
+        error = validate_file(path)
+        if error is None:
             print(f"{path}: ok")
-        except PolicyError as exc:
-            print(str(exc), file=sys.stderr)
+        else:
+            print(error, file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 
@@ -136,13 +145,14 @@ def _delegate(target: Delegated, argv: list[str]) -> int:
 
 
 _LAB = Delegated(command="songbird lab", module="songbird.lab.cli", extra="lab")
-_BENCH_DECISIONS = Delegated(
-    command="songbird bench decisions", module="songbird.bench.decision_quality", extra="bench"
-)
+_BENCHES = {
+    name: Delegated(command=f"songbird bench {name}", module=f"songbird.bench.{module}", extra="bench")
+    for name, module in (("decisions", "decision_quality"), ("robustness", "robustness"), ("scale", "scale"))
+}
 
 
 def _bench(args: argparse.Namespace) -> int:
-    return _delegate(_BENCH_DECISIONS, args.rest)
+    return _delegate(_BENCHES[args.bench], args.rest)
 
 
 def _lab(args: argparse.Namespace) -> int:
@@ -151,6 +161,8 @@ def _lab(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="songbird", description="Progressive delivery for Kubernetes.")
+    # The installed distribution's version: pyproject.toml's `version`, also the image tag and appVersion.
+    p.add_argument("--version", action="version", version=f"songbird {metadata.version('songbird')}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the controller")
@@ -207,6 +219,13 @@ def parser() -> argparse.ArgumentParser:
     )
     decisions.add_argument("rest", nargs=argparse.REMAINDER)
     decisions.set_defaults(fn=_bench)
+    robustness = bench_sub.add_parser(
+        "robustness",
+        help="hostile policies through the loader and validate (tried/handled/failed)",
+        add_help=False,
+    )
+    robustness.add_argument("rest", nargs=argparse.REMAINDER)
+    robustness.set_defaults(fn=_bench)
 
     lab = sub.add_parser("lab", help="a whole canary release on this machine", add_help=False)
     lab.add_argument("rest", nargs=argparse.REMAINDER)
@@ -216,8 +235,10 @@ def parser() -> argparse.ArgumentParser:
 
 # Commands whose options belong to another entry point: argparse's REMAINDER does not pass on arguments
 # that start with "--" (``songbird lab --scenario healthy``), so these are handed over before parsing.
-_BENCH_SCALE = Delegated(command="songbird bench scale", module="songbird.bench.scale", extra="bench")
-_DELEGATED = {("lab",): _LAB, ("bench", "decisions"): _BENCH_DECISIONS, ("bench", "scale"): _BENCH_SCALE}
+_DELEGATED: dict[tuple[str, ...], Delegated] = {
+    ("lab",): _LAB,
+    **{("bench", name): target for name, target in _BENCHES.items()},
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

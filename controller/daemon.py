@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from importlib import metadata
 from types import FrameType
 
 import structlog
@@ -44,14 +45,14 @@ from songbird.controller.kube import ApiSettings, KubeClient
 from songbird.controller.leadership import LeaderLoop
 from songbird.controller.lease import Elector
 from songbird.controller.metrics import ControllerMetrics
-from songbird.controller.observer import MetricsObserver
 from songbird.controller.ports import Clock, Kind, SystemClock
 from songbird.controller.reconciler import Reconciler
 from songbird.controller.routers import make_router
 from songbird.controller.scheduler import Job, Scheduler
+from songbird.controller.tick_metrics import TickMetrics
 from songbird.controller.workqueue import WorkQueue
 
-VERSION = "0.1.0"
+VERSION = metadata.version("songbird")  # pyproject.toml's `version`, the one place it is written
 log = structlog.get_logger("songbird")
 
 
@@ -201,7 +202,7 @@ class Controller:
             router=make_router("ingress-nginx", annotation_prefix=settings.annotation_prefix),
             evaluator=self.evaluator,
             clock=self.clock,
-            observer=MetricsObserver(self.metrics),
+            listener=TickMetrics(self.metrics),
             on_forget=self.metrics.forget_rollout,
         )
         self.queue: WorkQueue[tuple[str, str]] = WorkQueue(self._work, workers=settings.workers)
@@ -354,3 +355,8 @@ def _cadence(configmap: dict[str, object]) -> float:
         return load_policy_configmap(configmap).analysis.cadence
     except PolicyError:
         return 15.0  # still ticked, so the error is reported on the ConfigMap
+    except Exception:  # a backstop: one unreadable policy never stops the watch that reads the others
+        meta = configmap.get("metadata")
+        where = f"{meta.get('namespace')}/{meta.get('name')}" if isinstance(meta, dict) else "?"
+        log.exception("policy unreadable", configmap=where)
+        return 15.0

@@ -74,9 +74,17 @@ def resolve_stable(reader: ClusterReader, namespace: str, policy: Policy, servic
     return matches[0]
 
 
-def observe(
-    reader: ClusterReader, router_view: RouteView, namespace: str, policy: Policy, state: RolloutState
+def read_facts(
+    reader: ClusterReader,
+    router_view: RouteView,
+    namespace: str,
+    policy: Policy,
+    state: RolloutState,
+    *,
+    deleting: bool = False,
 ) -> Observed:
+    """The facts of one rollout: its Deployments, the split in force (the truth on resume, see
+    `analysis.decision`), and whether the policy is being deleted."""
     canary = _require(reader, Kind.DEPLOYMENT, namespace, policy.canary.deployment, "canary.deployment")
     _require(reader, Kind.SERVICE, namespace, policy.canary.service, "canary.service")
     active = state.phase not in (Phase.IDLE, Phase.SUCCEEDED, Phase.FAILED) and state.stable
@@ -96,5 +104,7 @@ def observe(
         stable_replicas=_replicas(stable),
         canary_replicas=_replicas(canary),
         canary_ready=_ready(canary),
+        route=router_view.current,
+        deleting=deleting,
     )
     return Observed(facts=facts, view=router_view, canary=canary, stable=stable)

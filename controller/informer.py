@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import structlog
 
-from songbird.config.errors import ClusterError
+from songbird.controller.errors import ClusterError
 from songbird.controller.ports import Kind, Obj, WatchExpired, WatchSource
 
 log = structlog.get_logger("songbird")

@@ -48,8 +48,8 @@ from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
-from songbird.config.errors import ClusterError, ClusterUnavailable, Conflict, Forbidden, NotFound
 from songbird.config.policy import POLICY_LABEL
+from songbird.controller.errors import ClusterError, ClusterUnavailable, Conflict, Forbidden, NotFound
 from songbird.controller.events import event_body
 from songbird.controller.ports import Clock, Kind, Obj, Page, SystemClock, WatchExpired
 

@@ -13,7 +13,7 @@ Several replicas may run; only the one holding the Lease reconciles. The rules a
 - every update is a PUT carrying the observed ``metadata.resourceVersion``: of two replicas racing for an
   expired Lease the API server accepts one and answers 409 to the other, which then stands by.
 
-`decide` is the pure part (observed record, identity, now -> what to write); `Elector` does the I/O
+`decide_lease` is the pure part (observed record, identity, now -> what to write); `Elector` does the I/O
 through the three-method `LeaseStore` (``controller.kube.KubeClient`` is one) and keeps what it observed.
 Time comes from the injected `Clock` or the ``now`` argument; nothing here reads the wall clock.
 
@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from songbird.config.errors import ClusterError, Conflict, NotFound
+from songbird.controller.errors import ClusterError, Conflict, NotFound
 from songbird.controller.ports import Clock, Obj
 
 log = structlog.get_logger()
@@ -116,28 +116,28 @@ class LeaseAction(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LeaseDecision:
+class LeaseStep:
     action: LeaseAction
     record: LeaseRecord | None  # what to write; None when standing by
     reason: str
 
 
-def decide(
+def decide_lease(
     *, observed: LeaseRecord | None, observed_at: float, identity: str, now: float, duration: int
-) -> LeaseDecision:
+) -> LeaseStep:
     """What this replica should write, given the record it sees and since when (its own clock) it has
     seen that record unchanged."""
     if observed is None:
         record = LeaseRecord(
             holder=identity, duration=duration, acquire_time=now, renew_time=now, transitions=0
         )
-        return LeaseDecision(action=LeaseAction.CREATE, record=record, reason="no lease yet")
+        return LeaseStep(action=LeaseAction.CREATE, record=record, reason="no lease yet")
     if observed.holder == identity:
         record = replace(observed, duration=duration, renew_time=now)
-        return LeaseDecision(action=LeaseAction.RENEW, record=record, reason="held by this replica")
+        return LeaseStep(action=LeaseAction.RENEW, record=record, reason="held by this replica")
     expires = observed_at + observed.duration
     if observed.holder and now < expires:
-        return LeaseDecision(
+        return LeaseStep(
             action=LeaseAction.STANDBY,
             record=None,
             reason=f"held by {observed.holder}; free in {expires - now:.1f}s unless renewed",
@@ -150,7 +150,7 @@ def decide(
         transitions=observed.transitions + 1,
     )
     why = f"{observed.holder} did not renew for {now - observed_at:.1f}s" if observed.holder else "released"
-    return LeaseDecision(action=LeaseAction.TAKE_OVER, record=record, reason=why)
+    return LeaseStep(action=LeaseAction.TAKE_OVER, record=record, reason=why)
 
 
 class Elector:
@@ -217,7 +217,7 @@ class Elector:
         except ClusterError as exc:
             return self._keep_on_error(now, was_leader, exc)
         self._observe(lease, now)
-        decision = decide(
+        decision = decide_lease(
             observed=self._observed,
             observed_at=self._observed_at,
             identity=self._identity,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Final, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -38,14 +38,9 @@ from songbird.analysis.verdict import MetricResult, Verdict
 DecisionAction = Literal["advance", "hold", "promote", "rollback", "inconclusive", "error"]
 DECISION_ACTIONS: Final = frozenset(get_args(DecisionAction))
 
-#: Keys of `MetricResult.figures` (as `analysis.compare` fills them) exported when present: each version's
-#: bad-event share (5xx or slow requests), else computed from its bad and total counts; and the running
-#: e-values of the sequential test (evidence for rollback, evidence for promotion).
-FIGURE_SHARES: Final = {
-    "canary": ("canary_share", "canary_bad", "canary_total"),
-    "stable": ("stable_share", "stable_bad", "stable_total"),
-}
-FIGURE_EVIDENCE: Final = {"e_bad": "rollback", "e_good": "promotion"}
+#: Exported from `MetricResult.figures` when present: each version's bad-event share (5xx or slow
+#: requests), else computed from its bad and total counts in the window; and the running e-values of the
+#: sequential test, under the ``kind`` label: ``rollback`` (``e_bad``) and ``promotion`` (``e_good``).
 
 ROLES: Final = ("canary", "stable")
 
@@ -230,19 +225,20 @@ class ControllerMetrics:
 
     def _result_series(self, namespace: str, name: str, result: MetricResult) -> dict[_GaugeSeries, float]:
         base = (namespace, name, result.name)
+        f = result.figures
         out: dict[_GaugeSeries, float] = {}
         for verdict in Verdict:
             out[(self._verdict, (*base, verdict.value))] = float(verdict is result.verdict)
         for metric, value in (
             (self._canary_requests, result.canary_requests),
             (self._stable_requests, result.stable_requests),
-            (self._canary_rate, _share(result.figures, *FIGURE_SHARES["canary"])),
-            (self._stable_rate, _share(result.figures, *FIGURE_SHARES["stable"])),
+            (self._canary_rate, _share(f.canary_share, f.canary_bad, f.canary_total)),
+            (self._stable_rate, _share(f.stable_share, f.stable_bad, f.stable_total)),
         ):
             if value is not None:
                 out[(metric, base)] = float(value)
-        for figure, kind in FIGURE_EVIDENCE.items():
-            value = _number(result.figures.get(figure))
+        for kind, figure in (("rollback", f.e_bad), ("promotion", f.e_good)):
+            value = _number(figure)
             if value is not None:
                 out[(self._evidence, (*base, kind))] = value
         return out
@@ -311,19 +307,17 @@ class ControllerMetrics:
         return generate_latest(self.registry)
 
 
-def _number(value: object) -> float | None:
-    """A figure as a float, or None when it is absent or not a number (booleans are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if not math.isnan(value) else None
+def _number(value: float | None) -> float | None:
+    """A figure as exported: None when it is absent or NaN."""
+    return None if value is None or math.isnan(value) else value
 
 
-def _share(figures: Mapping[str, object], share: str, bad: str, total: str) -> float | None:
-    """The figure ``share`` if it is a number, else ``bad / total`` when both are numbers and total > 0."""
-    given = _number(figures.get(share))
+def _share(share: float | None, bad: float | None, total: float | None) -> float | None:
+    """``share`` if it is a number, else ``bad / total`` when both are numbers and total > 0."""
+    given = _number(share)
     if given is not None:
         return given
-    bad_count, total_count = _number(figures.get(bad)), _number(figures.get(total))
+    bad_count, total_count = _number(bad), _number(total)
     if bad_count is None or total_count is None or total_count <= 0:
         return None
     return bad_count / total_count

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from songbird.config.errors import ClusterUnavailable
+from songbird.controller.errors import ClusterUnavailable
 
 Obj = dict[str, Any]
 

@@ -9,28 +9,40 @@ safe to resume from:
 - a decision marked ``again`` (rollback, promotion) is recorded before the next transition is taken.
 Bad input (invalid policy, missing object, foreign canary Ingress) is recorded in the status and raised as
 a Warning Event on the policy ConfigMap, and traffic is not touched.
+
+Deleting a policy mid-rollout: the finalizer `CLEANUP_FINALIZER` is put on the policy ConfigMap by its own
+write just before the rollout's first change to the cluster (the canary scale-up), so every object Songbird
+touches is covered, even when a crash comes before the first status write. It is a separate merge patch
+because a merge patch replaces the whole finalizers list: it carries the other finalizers and the
+resourceVersion it was computed from as a precondition (a concurrent change answers 409 and the next tick
+tries again), which the status writes must not carry. A ConfigMap with ``metadata.deletionTimestamp`` is
+rolled back as a failed analysis would be (traffic withdrawn, then the canary Ingress deleted and the canary
+scaled to 0, the stable's replicas restored), a ``PolicyDeleted`` Event is emitted, and only then is the
+finalizer removed. When a rollout ends (Succeeded, Failed) the finalizer is removed too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
-from songbird.analysis.decision import Action, Decision, decide, evaluation_due
+from songbird.analysis.decision import ACTIVE, Action, Decision, Facts
 from songbird.analysis.plan import Target
-from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.state import STATUS_ANNOTATION, Evidence, Phase, RolloutState
+from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult
-from songbird.config.errors import ClusterError, NotFound, OwnershipError, PolicyError, SongbirdError
+from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.loader import load_policy_configmap
-from songbird.config.policy import STATUS_ANNOTATION, Policy
-from songbird.controller.facts import Observed, observe
+from songbird.config.policy import Policy
+from songbird.controller.errors import ClusterError, Conflict, NotFound, OwnershipError
+from songbird.controller.facts import Observed, read_facts
+from songbird.controller.keys import CLEANUP_FINALIZER
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
 from songbird.controller.routers.base import Router
-
-MAX_TRANSITIONS = 4  # decisions taken in one tick (e.g. rollback: withdraw traffic, then remove the canary)
+from songbird.controller.status import StatusMemory, must_write
 
 log = structlog.get_logger("songbird")
 
@@ -38,7 +50,7 @@ log = structlog.get_logger("songbird")
 class Evaluator(Protocol):
     def evaluate(
         self, policy: Policy, namespace: str, state: RolloutState, now: float
-    ) -> tuple[tuple[MetricResult, ...], dict[str, dict[str, float]]]:
+    ) -> tuple[tuple[MetricResult, ...], Evidence]:
         """Verdicts for every metric of the policy, and the judge's updated evidence sums."""
         ...
 
@@ -46,14 +58,12 @@ class Evaluator(Protocol):
         """Before a rollout: how long promotion evidence should take at the observed traffic."""
         ...
 
-    def history(
-        self, policy: Policy, namespace: str, state: RolloutState, now: float
-    ) -> dict[str, dict[str, float]]:
+    def history(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> Evidence:
         """Before a rollout: the stable's counts over the last hours, as evidence entries for the judge."""
         ...
 
 
-class Observer(Protocol):
+class TickListener(Protocol):
     """Receives what a tick did (the controller's own /metrics)."""
 
     def tick_done(
@@ -85,7 +95,7 @@ class Reconciler:
         router: Router,
         evaluator: Evaluator,
         clock: Clock,
-        observer: Observer | None = None,
+        listener: TickListener | None = None,
         on_forget: Callable[[str, str], None] | None = None,
     ) -> None:
         self.reader = reader
@@ -94,19 +104,21 @@ class Reconciler:
         self.router = router
         self.evaluator = evaluator
         self.clock = clock
-        self.observer = observer
+        self.listener = listener
         self.on_forget = on_forget
+        self.status = StatusMemory()  # what this replica decided since its last status write
 
     # -- the tick ----------------------------------------------------------------------------------------
 
     def tick(self, namespace: str, name: str) -> TickResult:
         configmap = self.reader.get(Kind.CONFIGMAP, namespace, name)
         if configmap is None:
+            self.status.forget(namespace, name)
             if self.on_forget is not None:
                 self.on_forget(namespace, name)
             return TickResult(state=None, error=f"ConfigMap {namespace}/{name} is gone")
         try:
-            state = read_state(configmap)
+            state = self.status.resume(namespace, name, configmap)
         except ValueError as exc:
             message = (
                 f"status annotation {STATUS_ANNOTATION} is not a valid rollout status ({exc}); "
@@ -116,59 +128,100 @@ class Reconciler:
             return TickResult(state=None, error=message)
         now = self.clock.now()
         initial = state
+        deleting = _deleting(configmap)
         try:
             policy = load_policy_configmap(configmap)
-            view = self.router.observe(self.reader, namespace, policy, name)
-            observed = observe(self.reader, view, namespace, policy, state)
+            view = self.router.read(self.reader, namespace, policy, name)
+            observed = read_facts(self.reader, view, namespace, policy, state, deleting=deleting)
         except (PolicyError, OwnershipError, NotFound) as exc:
+            if deleting and state.phase not in ACTIVE:
+                self._finish_deletion(configmap, state)  # nothing of a rollout to withdraw
+                return TickResult(state=state)
             return self._refuse(configmap, state, _describe(exc, configmap), now)
         except ClusterError as exc:
             return self._refuse(configmap, state, f"Kubernetes API: {exc}", now, transient=True)
 
-        results = None
-        if evaluation_due(policy, state, now):
-            results, evidence = self.evaluator.evaluate(policy, namespace, state, now)
-            state = replace(state, evidence=evidence)
-        decisions: list[Decision] = []
+        tick = _Transitions(self, configmap, namespace, name, policy, observed, state, now)
         try:
-            for _ in range(MAX_TRANSITIONS):
-                decision = decide(policy, state, observed.facts, results, now)
-                if decision.state.phase is Phase.INITIALIZING and state.phase is not Phase.INITIALIZING:
-                    said = self.evaluator.forecast(policy, namespace, decision.state, now)
-                    log.info("forecast", rollout=f"{namespace}/{name}", forecast=said)
-                    seen = self.evaluator.history(policy, namespace, decision.state, now)
-                    evidence = {**decision.state.evidence, **seen}
-                    decision = replace(
-                        decision, state=replace(decision.state, forecast=said, evidence=evidence)
-                    )
-                self._act(policy, namespace, name, observed, decision.target)
-                self._record(configmap, namespace, name, state, decision, evaluated=results is not None)
-                decisions.append(decision)
-                state = decision.state
-                if not decision.again:
-                    break
-                results = None
-                view = self.router.observe(self.reader, namespace, policy, name)
-                observed = observe(self.reader, view, namespace, policy, state)
+            step(
+                policy,
+                state,
+                observed.facts,
+                now,
+                verdicts=tick.verdicts,
+                started=tick.started,
+                acted=tick.acted,
+            )
         except (ClusterError, OwnershipError) as exc:
             # Nothing after the failed call was done and the state of the failed transition is not recorded:
             # the next tick decides again from what is in force.
             return self._refuse(
-                configmap, state, f"Kubernetes API: {exc}", now, transient=True, decisions=tuple(decisions)
+                configmap, tick.state, f"Kubernetes API: {exc}", now, transient=True, decisions=tick.done
             )
-        if self.observer is not None:
+        decisions, state = tick.done, tick.state
+        if state.phase not in ACTIVE:
+            try:
+                if deleting:
+                    self._finish_deletion(configmap, state)
+                else:
+                    self._set_finalizer(namespace, name, present=False)
+            except Conflict as exc:  # the ConfigMap changed since it was read: the next tick tries again
+                log.info("finalizer not removed yet", rollout=f"{namespace}/{name}", reason=str(exc))
+            except ClusterError as exc:
+                return self._refuse(
+                    configmap, state, f"Kubernetes API: {exc}", now, transient=True, decisions=decisions
+                )
+        if self.listener is not None:
             target = next((d.target for d in reversed(decisions) if d.target is not None), None)
-            facts = observed.facts
-            self.observer.tick_done(
+            facts = tick.observed.facts
+            self.listener.tick_done(
                 namespace,
                 name,
                 initial,
                 state,
-                tuple(decisions),
+                decisions,
                 target.canary_replicas if target is not None else facts.canary_replicas,
                 target.stable_replicas if target is not None else facts.stable_replicas,
             )
-        return TickResult(state=state, decisions=tuple(decisions))
+        return TickResult(state=state, decisions=decisions)
+
+    # -- the cleanup finalizer ---------------------------------------------------------------------------
+
+    def _set_finalizer(self, namespace: str, name: str, *, present: bool) -> None:
+        """Add or remove `CLEANUP_FINALIZER`, keeping the other finalizers, with the resourceVersion the
+        list was read at as a precondition (a merge patch replaces the whole list)."""
+        current = self.reader.get(Kind.CONFIGMAP, namespace, name)
+        if current is None:
+            return
+        meta = current.get("metadata") or {}
+        finalizers = [str(f) for f in meta.get("finalizers") or []]
+        if (CLEANUP_FINALIZER in finalizers) == present:
+            return
+        kept = [f for f in finalizers if f != CLEANUP_FINALIZER]
+        wanted = [*kept, CLEANUP_FINALIZER] if present else kept
+        body = {"metadata": {"finalizers": wanted, "resourceVersion": meta.get("resourceVersion")}}
+        self.writer.patch(Kind.CONFIGMAP, namespace, name, body)
+        log.info(
+            "finalizer added" if present else "finalizer removed",
+            rollout=f"{namespace}/{name}",
+            finalizer=CLEANUP_FINALIZER,
+        )
+
+    def _finish_deletion(self, configmap: Obj, state: RolloutState) -> None:
+        """The canary is withdrawn (or there was none): say so, then let the API server delete the policy."""
+        meta = configmap.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        if CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
+            return
+        what = (
+            f"canary {state.canary} withdrawn: no canary traffic or route, {state.canary} scaled to 0"
+            if state.canary and state.phase is Phase.FAILED
+            else "no canary to withdraw"
+        )
+        self.recorder.event(
+            configmap, reason="PolicyDeleted", message=f"policy deleted: {what}"[:1024], warning=False
+        )
+        self._set_finalizer(namespace, name, present=False)
 
     # -- act ---------------------------------------------------------------------------------------------
 
@@ -229,14 +282,17 @@ class Reconciler:
         evaluated: bool,
     ) -> None:
         state = decision.state
-        if decision.action is Action.HOLD and _same(before, state):
-            # Nothing but the wording of a hold changed (elapsed time): no write, no watch event for it.
+        recorded_at = self.status.recorded_at(namespace, name, configmap, before)
+        if decision.action is Action.HOLD and not must_write(before, state, recorded_at=recorded_at):
+            # An unchanged evaluation (or only the wording of a hold): kept in memory, not written
+            # (`controller.status` says what a crash before the next write loses, and why that is safe).
+            self.status.held(namespace, name, configmap, state, recorded_at)
             log.debug("hold", rollout=f"{namespace}/{name}", reason=decision.reason)
             return
-        write_state(self.writer, namespace, name, state)
-        configmap.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_ANNOTATION] = (
-            state.to_json()
-        )
+        text = state.to_json()
+        write_state(self.writer, namespace, name, state, text=text)
+        configmap.setdefault("metadata", {}).setdefault("annotations", {})[STATUS_ANNOTATION] = text
+        self.status.wrote(namespace, name, text, state)
         last = state.history[-1] if evaluated and state.history else None
         verdicts = {r.name: r.verdict.value for r in last.results} if last is not None else {}
         log.info(
@@ -293,8 +349,63 @@ class Reconciler:
             )
 
 
-def _same(a: RolloutState, b: RolloutState) -> bool:
-    return replace(a, updated_at=None, reason="") == replace(b, updated_at=None, reason="")
+class _Transitions:
+    """The I/O between the transitions of one tick, handed to `analysis.step.step`: judge the metrics,
+    read the stable's history at a start, and for each decision act, then record, then (after an
+    ``again``) read the cluster afresh for the next one."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        configmap: Obj,
+        namespace: str,
+        name: str,
+        policy: Policy,
+        observed: Observed,
+        state: RolloutState,
+        now: float,
+    ) -> None:
+        self.r = reconciler
+        self.configmap = configmap
+        self.namespace = namespace
+        self.name = name
+        self.policy = policy
+        self.observed = observed
+        self.state = state  # the last state recorded (or read at the tick's start)
+        self.now = now
+        self.evaluated = False
+        self.done: tuple[Decision, ...] = ()  # decisions acted on and recorded, in order
+
+    def verdicts(self, state: RolloutState) -> tuple[tuple[MetricResult, ...], Evidence]:
+        self.evaluated = True
+        return self.r.evaluator.evaluate(self.policy, self.namespace, state, self.now)
+
+    def started(self, state: RolloutState) -> RolloutState:
+        said = self.r.evaluator.forecast(self.policy, self.namespace, state, self.now)
+        log.info("forecast", rollout=f"{self.namespace}/{self.name}", forecast=said)
+        seen = self.r.evaluator.history(self.policy, self.namespace, state, self.now)
+        return replace(state, forecast=said, evidence={**state.evidence, **seen})
+
+    def acted(self, decision: Decision, facts: Facts) -> Facts:
+        r = self.r
+        if decision.target is not None and decision.state.phase in ACTIVE and not facts.deleting:
+            # Before the rollout's first change: a later deletion of the policy waits for its cleanup.
+            r._set_finalizer(self.namespace, self.name, present=True)
+        r._act(self.policy, self.namespace, self.name, self.observed, decision.target)
+        evaluated = self.evaluated and not self.done  # only the tick's first decision saw the verdicts
+        r._record(self.configmap, self.namespace, self.name, self.state, decision, evaluated=evaluated)
+        self.done = (*self.done, decision)
+        self.state = decision.state
+        if decision.again:
+            view = r.router.read(r.reader, self.namespace, self.policy, self.name)
+            self.observed = read_facts(
+                r.reader, view, self.namespace, self.policy, self.state, deleting=facts.deleting
+            )
+        return self.observed.facts
+
+
+def _deleting(configmap: Obj) -> bool:
+    return bool((configmap.get("metadata") or {}).get("deletionTimestamp"))
 
 
 def read_state(configmap: Obj) -> RolloutState:
@@ -302,10 +413,12 @@ def read_state(configmap: Obj) -> RolloutState:
     return RolloutState() if not text else RolloutState.from_json(text)
 
 
-def write_state(writer: ClusterWriter, namespace: str, name: str, state: RolloutState) -> None:
-    writer.patch(
-        Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: state.to_json()}}}
-    )
+def write_state(
+    writer: ClusterWriter, namespace: str, name: str, state: RolloutState, *, text: str | None = None
+) -> None:
+    """Write ``state`` (its `RolloutState.to_json`, or ``text`` when already made) as the status."""
+    body = state.to_json() if text is None else text
+    writer.patch(Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: body}}})
 
 
 def _describe(exc: SongbirdError, configmap: Obj) -> str:
@@ -335,16 +448,4 @@ def _event_reason(before: RolloutState, after: RolloutState, decision: Decision)
     return names.get(after.phase, decision.action.value.capitalize())
 
 
-def status_dict(state: RolloutState) -> dict[str, Any]:
-    """A compact view of the status for the CLI."""
-    return {
-        "phase": state.phase.value,
-        "step": state.step + 1,
-        "weight": state.weight,
-        "canary": state.canary,
-        "stable": state.stable,
-        "reason": state.reason,
-    }
-
-
-__all__ = ["Action", "Evaluator", "Observer", "Reconciler", "TickResult", "read_state", "write_state"]
+__all__ = ["Evaluator", "Reconciler", "TickListener", "TickResult", "read_state", "write_state"]

@@ -34,6 +34,7 @@ _API = {
     "Service": ("v1", "services"),
     "Deployment": ("apps/v1", "deployments"),
     "Ingress": ("networking.k8s.io/v1", "ingresses"),
+    "Event": ("v1", "events"),
 }
 
 

@@ -17,10 +17,9 @@ What is simulated, per run (times in seconds from the policy being applied):
 - Prometheus' ``increase()`` over each evaluation window as Prometheus 2.42 computes it (first to last
   sample in the range, extrapolated towards the range's edges), so window counts are real-valued and a
   series' first request is invisible, as in a real run;
-- the controller: a tick every second (``--resync=1``) at a random phase; at each tick
-  `analysis.decision.evaluation_due`, then `analysis.evaluate.judge` on the observed counts, then
-  `analysis.decision.decide`, following its ``again`` transitions; new canary replicas are ready one tick
-  after they were asked for.
+- the controller: a tick every second (``--resync=1``) at a random phase; each tick is `analysis.step.step`
+  (the controller's own), judging the observed counts with `analysis.evaluate.judge` when an evaluation is
+  due; new canary replicas are ready one tick after they were asked for.
 
 What is not: the controller's and Prometheus' own hiccups (a slow query delays one evaluation), and latency
 outliers caused by the machine rather than by the backend's profile; real runs are the check on those.
@@ -33,6 +32,7 @@ force then, and the reason's metric), or ``timed out`` (no outcome within ``time
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import statistics
 import sys
@@ -41,10 +41,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from songbird.analysis.decision import Facts, decide, evaluation_due
+from songbird.analysis.decision import Facts, tick_tolerance
 from songbird.analysis.evaluate import evidence_window, judge
 from songbird.analysis.observe import MetricObservation
-from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.state import Evidence, Phase, RolloutState
+from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
 from songbird.config.loader import load_policy_yaml
 from songbird.config.policy import Policy
@@ -126,6 +127,9 @@ class _Run:
         self.next_scrape = self.scrape_phase
         # nginx's routing over time: (from, weight %, header routed to v2)
         self.routing: list[tuple[float, float, bool]] = [(0.0, 0.0, False)]
+        # What the controller's judge said: (seconds from the policy, weight, margins...; see `Result`).
+        self.evaluations: list[tuple[float, float, float, float, bool]] = []
+        self.rollback: tuple[float, str] | None = None  # the first decisive FAIL: (when, metric)
 
     # -- the data plane --------------------------------------------------------------------------------
 
@@ -208,6 +212,30 @@ class _Run:
 
     # -- the controller --------------------------------------------------------------------------------
 
+    def _judge(
+        self, state: RolloutState, *, now: float, shadow: bool
+    ) -> tuple[tuple[MetricResult, ...], Evidence]:
+        """The controller's judge on the counts Prometheus would give at ``now``; keeps each evaluation's
+        margins and the first decisive FAIL. ``shadow``: FAILs (and PASSes at the last step) are handed
+        to the state machine as INCONCLUSIVE, so it neither rolls back nor promotes."""
+        policy = self.policy
+        last = state.step == len(policy.steps) - 1
+        window = evidence_window(policy, state, now)
+        results, evidence = judge(policy, state, self.observe(now, window), ())
+        passed = all(r.verdict is Verdict.PASS for r in results)
+        self.evaluations.append((now, state.weight, margin(results), promotion_margin(results), passed))
+        failed = [r for r in results if r.verdict is Verdict.FAIL and r.decisive]
+        if failed and self.rollback is None:
+            self.rollback = (now, failed[0].name)
+        if shadow:
+            results = tuple(
+                replace(r, verdict=Verdict.INCONCLUSIVE, decisive=False)
+                if r.verdict is Verdict.FAIL or (r.verdict is Verdict.PASS and last)
+                else r
+                for r in results
+            )
+        return results, evidence
+
     def run(self, *, shadow: bool) -> Result:
         """One rollout. ``shadow``: a rollback verdict is recorded but not acted on, so the run goes on to
         show how the evidence would have continued (the first rollback verdict is the real run's)."""
@@ -216,9 +244,7 @@ class _Run:
         replicas = ready = 0
         now = float(self.rng.uniform(0, 1))
         first: float | None = None
-        evaluations: list[tuple[float, float, float, float, bool]] = []
         advanced: dict[float, float] = {}
-        rollback: tuple[float, str] | None = None
         while now <= self.timeout:
             self.advance_to(now)
             facts = Facts(
@@ -231,26 +257,10 @@ class _Run:
                 canary_replicas=replicas,
                 canary_ready=ready,
             )
-            results: tuple[MetricResult, ...] | None = None
-            if evaluation_due(policy, state, now):
-                last = state.step == len(policy.steps) - 1
-                window = evidence_window(policy, state, now)
-                results, evidence = judge(policy, state, self.observe(now, window), ())
-                state = replace(state, evidence=evidence)
-                passed = all(r.verdict is Verdict.PASS for r in results)
-                evaluations.append((now, state.weight, margin(results), promotion_margin(results), passed))
-                failed = [r for r in results if r.verdict is Verdict.FAIL and r.decisive]
-                if failed and rollback is None:
-                    rollback = (now, failed[0].name)
-                if shadow:  # neither roll back nor promote: the evidence goes on to the timeout
-                    results = tuple(
-                        replace(r, verdict=Verdict.INCONCLUSIVE, decisive=False)
-                        if r.verdict is Verdict.FAIL or (r.verdict is Verdict.PASS and last)
-                        else r
-                        for r in results
-                    )
-            for _ in range(8):
-                d = decide(policy, state, facts, results, now)
+
+            # The facts stay those of the tick's start: pods asked for now are ready at the next tick.
+            verdicts = functools.partial(self._judge, now=now, shadow=shadow)
+            for d in step(policy, state, facts, now, verdicts=verdicts):
                 if d.target is not None:
                     t = d.target.traffic
                     self.route(now, t.weight, t.match_routes and t.canary_service is not None)
@@ -264,18 +274,15 @@ class _Run:
                     or state.phase.finished
                     or state.phase is Phase.ROLLING_BACK
                 ):
-                    break
-                if not d.again:
-                    break
-                results = None
+                    break  # the run's outcome: what the controller does next is not simulated
             if state.phase is Phase.PROMOTING:
                 return Result(
-                    outcome="promoted" if rollback is None else "rolled back",
-                    at=now if rollback is None else rollback[0],
+                    outcome="promoted" if self.rollback is None else "rolled back",
+                    at=now if self.rollback is None else self.rollback[0],
                     first_step=first or 0.0,
-                    metric="" if rollback is None else rollback[1],
+                    metric="" if self.rollback is None else self.rollback[1],
                     promoted_at=now,
-                    evaluations=evaluations,
+                    evaluations=self.evaluations,
                     advanced=advanced,
                 )
             if state.phase is Phase.ROLLING_BACK:
@@ -283,12 +290,12 @@ class _Run:
             ready = replicas  # pods asked for at this tick are ready at the next
             now += 1.0
         return Result(
-            outcome="timed out" if rollback is None else "rolled back",
-            at=self.timeout if rollback is None else rollback[0],
+            outcome="timed out" if self.rollback is None else "rolled back",
+            at=self.timeout if self.rollback is None else self.rollback[0],
             first_step=first or 0.0,
-            metric="" if rollback is None else rollback[1],
+            metric="" if self.rollback is None else self.rollback[1],
             promoted_at=None,
-            evaluations=evaluations,
+            evaluations=self.evaluations,
             advanced=advanced,
         )
 
@@ -298,30 +305,27 @@ def promotion_margin(results: Sequence[MetricResult]) -> float:
     out = math.inf
     for r in results:
         f = r.figures
-        if "e_good" not in f:
+        if f.e_good is None or f.threshold_good is None:
             continue
-        bound = math.log(float(f["threshold_good"]))
-        if not f.get("sparse"):
-            out = min(out, math.log(max(float(f["e_good"]), 1e-300)) - bound)
-        if "e_ceiling_good" in f:
-            out = min(out, math.log(max(float(f["e_ceiling_good"]), 1e-300)) - bound)
+        bound = math.log(f.threshold_good)
+        if not f.sparse:
+            out = min(out, math.log(max(f.e_good, 1e-300)) - bound)
+        if f.e_ceiling_good is not None:
+            out = min(out, math.log(max(f.e_ceiling_good, 1e-300)) - bound)
     return out
 
 
 def margin(results: Sequence[MetricResult]) -> float:
     """How far one evaluation's rollback evidence was from rolling back (ln E - ln bound; >= 0: rollback):
     the larger of the mean rule (mean E_bad against 1/alpha) and each metric's ceiling (against K/alpha)."""
-    compared = [r for r in results if "e_bad" in r.figures]
-    if not compared:
+    compared = [r.figures for r in results if r.figures.e_bad is not None]
+    alpha = compared[0].alpha if compared else None
+    if alpha is None:
         return -math.inf
-    alpha = float(compared[0].figures["alpha"])
-    mean = statistics.fmean(float(r.figures["e_bad"]) for r in compared)
-    out = math.log(mean) - math.log(1 / alpha)
-    for r in compared:
-        if "e_ceiling_bad" in r.figures:
-            out = max(
-                out, math.log(float(r.figures["e_ceiling_bad"])) - math.log(float(r.figures["threshold_bad"]))
-            )
+    out = math.log(statistics.fmean(f.e_bad for f in compared if f.e_bad is not None)) - math.log(1 / alpha)
+    for f in compared:
+        if f.e_ceiling_bad is not None and f.threshold_bad is not None:
+            out = max(out, math.log(f.e_ceiling_bad) - math.log(f.threshold_bad))
     return out
 
 
@@ -346,7 +350,7 @@ def promoted_at(result: Result, policy: Policy) -> float | None:
     start = result.advanced.get(policy.steps[-1])
     if start is None:
         return None
-    due = start + policy.interval - min(1.0, policy.analysis.cadence * 0.05)
+    due = start + policy.interval - tick_tolerance(policy.analysis.cadence)
     latest: tuple[float, float, float, float, bool] | None = None
     for e in result.evaluations:
         if e[0] < start:

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from songbird.analysis.state import Phase, RolloutState
+from songbird.analysis.state import STATUS_ANNOTATION, Phase, RolloutState
 from songbird.lab import scenarios
 from songbird.lab.apiserver import KubeEmulator
 from songbird.lab.cluster import ClusterError, KubeCluster, missing_seed, routing_model
@@ -128,6 +128,7 @@ class _Plane:
 
     configmap: Callable[[], Obj | None]
     model: Callable[[], RoutingModel | None]
+    events: Callable[[], list[Obj]]  # the namespace's Events, for the decision that ended the rollout
 
 
 def preflight(port: int = 0) -> None:
@@ -214,6 +215,7 @@ class Lab:
             plane = _Plane(
                 configmap=lambda: kube.get("ConfigMap", scenarios.NAMESPACE, scenarios.POLICY_NAME),
                 model=lambda: nginx.model,
+                events=lambda: kube.events(scenarios.NAMESPACE),
             )
             return self._rollout(
                 stack,
@@ -287,6 +289,12 @@ class Lab:
                 except ClusterError:
                     return None
 
+            def events() -> list[Obj]:
+                try:
+                    return cluster.list("Event")
+                except ClusterError:
+                    return []
+
             def apply(cm: Obj) -> None:
                 try:
                     cluster.apply(cm)
@@ -304,7 +312,7 @@ class Lab:
                 target=target.ingress_url,
                 remote=True,
                 apply=apply,
-                plane=_Plane(configmap=configmap, model=model),
+                plane=_Plane(configmap=configmap, model=model, events=events),
                 seed=0,
                 scraped=lambda: _scraped_cluster(prom, namespace),
             )
@@ -399,7 +407,10 @@ class Lab:
                 finished_at = now
                 timeline.outcome = "promoted" if sample.phase == Phase.SUCCEEDED.value else "rolled back"
                 timeline.duration = now - applied
-                timeline.reason = timeline.reason or sample.reason
+                # The status is sampled twice a second and a watch-driven controller can pass through
+                # Promoting or RollingBack faster than that; the Event it emitted on entering the phase
+                # keeps the decision's reason.
+                timeline.reason = _outcome_reason(plane.events()) or timeline.reason or sample.reason
             if finished_at is None and now - applied > opts.timeout:
                 timeline.outcome = "timed out"
                 timeline.duration = now - applied
@@ -496,6 +507,22 @@ def _running(load: LoadGenerator, stop: threading.Event) -> Iterator[None]:
         thread.join(timeout=load.plan.timeout + 5.0)
 
 
+def _outcome_reason(events: list[Obj]) -> str | None:
+    """The reason of the decision that started the promotion or the rollback, from the controller's Event
+    on the policy ConfigMap (its message is ``"<Phase>: <reason>"``); the earliest one, by ``eventTime``
+    (a real API server lists Events by name, not in creation order)."""
+    for event in sorted(events, key=lambda e: str(e.get("eventTime") or e.get("firstTimestamp") or "")):
+        involved = event.get("involvedObject") or {}
+        reason = event.get("reason")
+        phase = {"Promoting": Phase.PROMOTING.value, "RollingBack": Phase.ROLLING_BACK.value}.get(str(reason))
+        if involved.get("name") != scenarios.POLICY_NAME or phase is None:
+            continue
+        message = str(event.get("message") or "")
+        if message.startswith(f"{phase}: "):
+            return message[len(phase) + 2 :]
+    return None
+
+
 def _tail(path: Path, chars: int = 3000) -> str:
     try:
         return path.read_text(errors="replace")[-chars:]
@@ -505,7 +532,7 @@ def _tail(path: Path, chars: int = 3000) -> str:
 
 def _state(plane: _Plane) -> RolloutState:
     cm = plane.configmap() or {}
-    raw = ((cm.get("metadata") or {}).get("annotations") or {}).get(scenarios.STATUS_ANNOTATION)
+    raw = ((cm.get("metadata") or {}).get("annotations") or {}).get(STATUS_ANNOTATION)
     if not raw:
         return RolloutState(reason="waiting for the controller")
     try:

@@ -64,6 +64,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
+from songbird.config.policy import POLICY_KEY, POLICY_LABEL
 from songbird.lab.backend import BackendProfile
 from songbird.lab.sync import PROFILE_ANNOTATION_PREFIX
 
@@ -78,12 +79,7 @@ MAIN_INGRESS = "nginx"
 STABLE = "nginx-v1"
 CANARY = "nginx-v2"
 POLICY_NAME = "nginx-rollout"
-POLICY_LABEL = "songbird.dev/policy"
-POLICY_KEY = "policy.yaml"
-STATUS_ANNOTATION = "songbird.dev/status"
 IMAGES = {"v1": "nginx:1.25", "v2": "nginx:1.27"}
-# Which version each Service serves (the Services select on the ``version`` label).
-SERVICE_VERSIONS = {STABLE: "v1", CANARY: "v2"}
 
 STABLE_PROFILE = BackendProfile(error_rate=0.0075, latency_median=0.05, latency_sigma=0.3, seed=1)
 # Requests per second each scenario is run at by default (`lab.scenarios` docstring: why).

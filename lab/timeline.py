@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 CANARY_VERSION = "v2"
-STABLE_VERSION = "v1"
 EDGE_MARGIN = 1.0  # seconds left out at each end of a stretch of constant routing
 
 

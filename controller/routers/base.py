@@ -38,7 +38,7 @@ class RouteView:
 
 
 class Router(Protocol):
-    def observe(self, reader: ClusterReader, namespace: str, policy: Policy, rollout: str) -> RouteView:
+    def read(self, reader: ClusterReader, namespace: str, policy: Policy, rollout: str) -> RouteView:
         """Read the route objects; raise `NotFound`, `PolicyError` or `OwnershipError` naming the object."""
         ...
 

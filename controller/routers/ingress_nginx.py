@@ -22,8 +22,10 @@ import copy
 from typing import Any
 
 from songbird.analysis.plan import TrafficSplit
-from songbird.config.errors import NotFound, OwnershipError, PolicyError
-from songbird.config.policy import MANAGED_BY_ANNOTATION, MANAGED_BY_VALUE, Policy
+from songbird.config.errors import PolicyError
+from songbird.config.policy import Policy
+from songbird.controller.errors import NotFound, OwnershipError
+from songbird.controller.keys import MANAGED_BY_ANNOTATION, MANAGED_BY_VALUE
 from songbird.controller.ports import ClusterReader, Kind, Obj
 from songbird.controller.routers.base import Change, RouteView
 
@@ -98,9 +100,9 @@ class IngressNginxRouter:
     def _key(self, suffix: str) -> str:
         return f"{self.prefix}/{suffix}"
 
-    # -- observe ---------------------------------------------------------------------------------------
+    # -- read ------------------------------------------------------------------------------------------
 
-    def observe(self, reader: ClusterReader, namespace: str, policy: Policy, rollout: str) -> RouteView:
+    def read(self, reader: ClusterReader, namespace: str, policy: Policy, rollout: str) -> RouteView:
         main = reader.get(Kind.INGRESS, namespace, policy.ingress)
         if main is None:
             raise NotFound(

@@ -26,6 +26,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from songbird.analysis.figures import Figures
 from songbird.analysis.state import Evaluation, Phase, RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.controller.health import HealthServer, Readiness
@@ -109,7 +110,7 @@ def _evaluation(t: float, m: Moment, state: RolloutState) -> Evaluation | None:
         value=share_c / share_s,
         canary_requests=canary_requests,
         stable_requests=stable_requests,
-        figures={"canary_share": share_c, "stable_share": share_s, "e_bad": e_bad, "e_good": e_good},
+        figures=Figures(canary_share=share_c, stable_share=share_s, e_bad=e_bad, e_good=e_good),
     )
     timeout = 700 <= t < 715  # one Prometheus timeout in the second attempt
     latency = MetricResult(
@@ -118,16 +119,16 @@ def _evaluation(t: float, m: Moment, state: RolloutState) -> Evaluation | None:
         reason="story",
         canary_requests=None if timeout else canary_requests,
         stable_requests=None if timeout else stable_requests,
-        figures={}
+        figures=Figures()
         if timeout
-        else {
-            "canary_bad": 0.01 * canary_requests,
-            "canary_total": canary_requests,
-            "stable_bad": 0.01 * stable_requests,
-            "stable_total": stable_requests,
-            "e_bad": 0.8,
-            "e_good": e_good,
-        },
+        else Figures(
+            canary_bad=0.01 * canary_requests,
+            canary_total=canary_requests,
+            stable_bad=0.01 * stable_requests,
+            stable_total=stable_requests,
+            e_bad=0.8,
+            e_good=e_good,
+        ),
     )
     return Evaluation(at=t, step=m.step, weight=m.weight, results=(error_rate, latency))
 

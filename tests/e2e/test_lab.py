@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 
+from songbird.analysis.state import STATUS_ANNOTATION
 from songbird.lab import scenarios
 from songbird.lab.apiserver import KubeEmulator
 from songbird.lab.nginx import NginxServer
@@ -219,7 +220,7 @@ def test_kubeconfig_mode_runs_the_rollout_on_the_clusters_objects_and_traffic() 
         assert timeline.reason.startswith("latency: "), timeline.reason
         assert timeline.seed == 0  # the lab started no backends of its own
         status = kube.get("ConfigMap", "default", scenarios.POLICY_NAME) or {}
-        assert '"phase":"Failed"' in status["metadata"]["annotations"][scenarios.STATUS_ANNOTATION]
+        assert '"phase":"Failed"' in status["metadata"]["annotations"][STATUS_ANNOTATION]
         # The weights come from the cluster's Ingress objects, the versions from the answers.
         assert any(s.nginx_weight == 10.0 and s.phase == "Progressing" for s in timeline.samples)
         v2, total = timeline.header_share(lambda s: s.phase == "Progressing" and s.nginx_header)

@@ -1,5 +1,5 @@
 """The controller's own /metrics as a rollout produces them: the real reconciler, emulator and Prometheus,
-with `controller.observer.MetricsObserver` feeding a `ControllerMetrics`, read back from its exposition
+with `controller.tick_metrics.TickMetrics` feeding a `ControllerMetrics`, read back from its exposition
 text. Covers: a rollback counted once with the metric as its reason (its two transitions counted as
 decisions), step durations, the phase and weight gauges; an unanswering Prometheus counted as evaluation
 errors per metric and a rollback for error-deadline; a promotion counted once."""
@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from songbird.analysis.state import Phase
 from songbird.controller.metrics import ControllerMetrics
-from songbird.controller.observer import MetricsObserver, rollback_code
+from songbird.controller.tick_metrics import TickMetrics
 from tests.support.nginx_series import Traffic
 from tests.support.world import World
 
@@ -37,7 +37,7 @@ def sample(metrics: ControllerMetrics, series: str, /, **labels: str) -> float:
 
 def test_rollback_is_counted_once_with_its_metric(make_world: MakeWorld) -> None:
     metrics = ControllerMetrics(version="test")
-    with make_world(stable=HEALTHY, canary=BAD, observer=MetricsObserver(metrics)) as w:
+    with make_world(stable=HEALTHY, canary=BAD, listener=TickMetrics(metrics)) as w:
         assert w.run(300).phase is Phase.FAILED
     rollout = {"namespace": "default", "name": "nginx-rollout"}
     assert sample(metrics, "songbird_rollbacks_total", **rollout, reason="error-rate") == 1
@@ -53,11 +53,11 @@ def test_rollback_is_counted_once_with_its_metric(make_world: MakeWorld) -> None
 def test_silent_prometheus_counts_errors_and_an_error_deadline_rollback(make_world: MakeWorld) -> None:
     metrics = ControllerMetrics(version="test")
     with make_world(
-        stable=HEALTHY, canary=HEALTHY, prometheus_url="http://127.0.0.1:9", observer=MetricsObserver(metrics)
+        stable=HEALTHY, canary=HEALTHY, prometheus_url="http://127.0.0.1:9", listener=TickMetrics(metrics)
     ) as w:
         state = w.run(200)
     assert state.phase is Phase.FAILED
-    evaluations = len(state.history)
+    evaluations = len(w.evaluations())
     for metric in ("error-rate", "latency"):
         assert sample(metrics, "songbird_evaluation_errors_total", metric=metric) == evaluations
     assert sample(metrics, "songbird_rollbacks_total", reason="error-deadline") == 1
@@ -65,22 +65,9 @@ def test_silent_prometheus_counts_errors_and_an_error_deadline_rollback(make_wor
 
 def test_promotion_is_counted_once(make_world: MakeWorld) -> None:
     metrics = ControllerMetrics(version="test")
-    with make_world(stable=HEALTHY, canary=HEALTHY, observer=MetricsObserver(metrics)) as w:
+    with make_world(stable=HEALTHY, canary=HEALTHY, listener=TickMetrics(metrics)) as w:
         assert w.run(1200).phase is Phase.SUCCEEDED
     assert sample(metrics, "songbird_promotions_total") == 1
     assert sample(metrics, "songbird_decisions_total", action="promote") == 3  # start, switch, scale-down
     assert sample(metrics, "songbird_step_duration_seconds_count") == 5
     assert sample(metrics, "songbird_rollout_weight") == 100
-
-
-def test_rollback_codes() -> None:
-    assert (
-        rollback_code("error-rate: 5xx ratio canary/stable 3.9, evidence 142 >= 100: rollback")
-        == "error-rate"
-    )
-    assert rollback_code("metrics unavailable for 1m (errorDeadline 1m): ...") == "error-deadline"
-    assert (
-        rollback_code("inconclusive after 15m at 80%: ...; rolling back (onInconclusive: rollback)")
-        == "inconclusive"
-    )
-    assert rollback_code("Some Other Reason") == "other"

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from songbird.config.errors import ClusterUnavailable, Conflict, Forbidden, NotFound
+from songbird.controller.errors import ClusterUnavailable, Conflict, Forbidden, NotFound
 from songbird.controller.kube import MERGE_PATCH, ApiSettings, KubeClient
 from songbird.controller.ports import Kind
 from tests.support import scenario

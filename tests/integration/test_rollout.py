@@ -106,11 +106,11 @@ def test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence(make_world:
         assert state.reason.startswith("error-rate: 5xx ") and state.reason.endswith(": rollback")
         # The evaluation that rolled back is the first whose evidence (against stable, or against the
         # 2% ceiling) crossed the bound: no waiting for failureLimit once the evidence suffices.
-        evaluations = list(state.history)
+        evaluations = w.evaluations()
 
         def strongest(e: object) -> float:
             f = next(r for r in e.results if r.name == "error-rate").figures  # type: ignore[attr-defined]
-            return max(f["e_bad"], f.get("e_ceiling_bad", 0.0)) / f["threshold_bad"]
+            return float(max(f.e_bad, f.e_ceiling_bad or 0.0) / f.threshold_bad)
 
         assert strongest(evaluations[-1]) >= 1
         assert all(strongest(e) < 1 for e in evaluations[:-1])
@@ -309,7 +309,7 @@ def test_unreachable_prometheus_holds_then_rolls_back_after_the_deadline(make_wo
         final = w.run(120)
         assert final.phase is Phase.FAILED
         assert final.reason.startswith("metrics unavailable for 1m")
-        assert max(e.weight for e in final.history) == 10  # never advanced while blind
+        assert max(e.weight for e in w.evaluations()) == 10  # never advanced while blind
 
 
 def test_new_canary_pod_template_restarts_from_the_first_step(make_world: MakeWorld) -> None:

@@ -8,7 +8,8 @@ Covers:
   their cadence;
 - a leader paused with SIGSTOP past its lease, while another replica takes over, never writes after it is
   resumed; it writes again only once it legitimately leads;
-- in steady state (nothing changing) the controller makes no GET or LIST request outside leader election.
+- in steady state (nothing changing) the controller makes no GET or LIST request outside leader election,
+  and writes nothing (no status PATCH for an unchanged evaluation) while it keeps evaluating.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def test_a_paused_leader_never_writes_after_its_lease_expired(tmp_path: Path) ->
 
 
 def test_no_get_or_list_in_steady_state(tmp_path: Path) -> None:
-    with KubeEmulator() as kube, answering_endpoint() as (healthy, _):
+    with KubeEmulator() as kube, answering_endpoint() as (healthy, queried):
         seed(kube)
         kube.put("ConfigMap", "default", policy_configmap(policy(healthy)))
         with songbird(kube, "replica-a", tmp_path / "a.log"):
@@ -273,7 +274,16 @@ def test_no_get_or_list_in_steady_state(tmp_path: Path) -> None:
                 EmulatedCluster(kube).kubelet()
                 time.sleep(0.3)
             kube.forget_requests()
+            evaluated = len(queried)
             time.sleep(5)  # 15 ticks, 5 evaluations
+            assert len(queried) > evaluated  # the rollout kept being evaluated
             reads = [r for r in kube.requests if r.verb in ("get", "list") and r.resource != "leases"]
             assert reads == [], [(r.verb, r.resource, r.name) for r in reads]
+            # Unchanged evaluations (the same INCONCLUSIVE verdicts) write no status, nor anything else.
+            writes = [
+                r
+                for r in kube.requests
+                if r.verb in ("create", "patch", "update", "delete") and r.resource != "leases"
+            ]
+            assert writes == [], [(r.verb, r.resource, r.name) for r in writes]
             assert [r for r in kube.requests if r.verb == "watch"] == []  # the streams stay open

@@ -8,7 +8,9 @@
   every write. Every write the controller makes is appended to `writes`, in order; every Event to
   `events`. `fail` makes the next matching call raise `ClusterUnavailable`, as a dropped connection would.
   `kubelet` plays the kubelet: every Deployment's ``status.readyReplicas`` becomes its ``spec.replicas``
-  (not logged as a write: the controller did not make it).
+  (not logged as a write: the controller did not make it). `crash_after` makes the controller "die" right
+  after a given write took effect: that write is kept and `Crashed` is raised out of the tick (it is not a
+  `ClusterError`, so nothing in the controller handles it); the test then carries on with a new controller.
 - `FakeClock` is a `Clock` that moves only when the test says so.
 - `ScriptedEvaluator` is the reconciler's `Evaluator`: it returns the verdicts it was given, one script
   entry per evaluation (the last one repeats), and counts its calls; `verdicts` builds such an entry.
@@ -26,8 +28,8 @@ from typing import Any, Literal
 
 from songbird.analysis.state import RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
-from songbird.config.errors import ClusterUnavailable, Conflict, NotFound
 from songbird.config.policy import Policy
+from songbird.controller.errors import ClusterUnavailable, Conflict, NotFound
 from songbird.controller.ports import Kind, Obj
 
 Op = Literal["create", "patch", "delete"]
@@ -57,6 +59,10 @@ class Write:
     body: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Crashed(Exception):
+    """The controller process died here (`FakeCluster.crash_after`)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RecordedEvent:
     kind: str  # of the object the Event is about
@@ -83,6 +89,7 @@ class FakeCluster:
         self._faults: list[_Fault] = []
         self.writes: list[Write] = []
         self.events: list[RecordedEvent] = []
+        self._crash_at: int | None = None
         for obj in objects:
             self.put(obj)
 
@@ -108,6 +115,18 @@ class FakeCluster:
     def fail(self, op: Op | Literal["get"], kind: Kind, name: str, *, times: int = 1) -> None:
         """The next ``times`` calls of ``op`` on the named object raise `ClusterUnavailable`."""
         self._faults.append(_Fault(op=op, kind=kind, name=name, times=times))
+
+    def crash_after(self, writes: int | None) -> None:
+        """Raise `Crashed` right after the ``writes``-th write from now has taken effect (None: never)."""
+        self._crash_at = None if writes is None else len(self.writes) + writes
+
+    def _written(self, write: Write) -> None:
+        self.writes.append(write)
+        if self._crash_at is not None and len(self.writes) >= self._crash_at:
+            self._crash_at = None
+            raise Crashed(
+                f"crashed after write {len(self.writes)}: {write.op} {write.kind.value} {write.name}"
+            )
 
     def object(self, kind: Kind, namespace: str, name: str) -> Obj | None:
         """The stored object (a copy), for assertions."""
@@ -150,9 +169,7 @@ class FakeCluster:
         updated = merge_patch(current, patch)
         updated["metadata"]["resourceVersion"] = str(next(self._versions))
         self._objects[(kind, namespace, name)] = updated
-        self.writes.append(
-            Write(op="patch", kind=kind, namespace=namespace, name=name, body=copy.deepcopy(patch))
-        )
+        self._written(Write(op="patch", kind=kind, namespace=namespace, name=name, body=copy.deepcopy(patch)))
         return copy.deepcopy(updated)
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Obj:
@@ -165,15 +182,13 @@ class FakeCluster:
             namespace=namespace, resourceVersion=str(next(self._versions))
         )
         self._objects[(kind, namespace, name)] = stored
-        self.writes.append(
-            Write(op="create", kind=kind, namespace=namespace, name=name, body=copy.deepcopy(body))
-        )
+        self._written(Write(op="create", kind=kind, namespace=namespace, name=name, body=copy.deepcopy(body)))
         return copy.deepcopy(stored)
 
     def delete(self, kind: Kind, namespace: str, name: str) -> None:
         self._fault("delete", kind, name)
         if self._objects.pop((kind, namespace, name), None) is not None:
-            self.writes.append(Write(op="delete", kind=kind, namespace=namespace, name=name))
+            self._written(Write(op="delete", kind=kind, namespace=namespace, name=name))
 
     # -- Recorder ----------------------------------------------------------------------------------------
 

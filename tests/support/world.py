@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from songbird.analysis.evaluate import PrometheusEvaluator
-from songbird.analysis.state import RolloutState
+from songbird.analysis.state import Evaluation, RolloutState
 from songbird.controller.kube import KubeClient
-from songbird.controller.reconciler import Observer, Reconciler, TickResult, read_state
+from songbird.controller.reconciler import Reconciler, TickListener, TickResult, read_state
 from songbird.controller.routers import make_router
 from tests.support import scenario
 from tests.support.clusters import Cluster, EmulatedCluster
@@ -132,6 +132,19 @@ class World:
                 break
         return self.state()
 
+    def evaluations(self) -> list[Evaluation]:
+        """Every evaluation the controller made, whole and in order, from what its ticks returned (the
+        status keeps only the last one whole, and is not written for an unchanged evaluation)."""
+        seen: dict[float, Evaluation] = {}
+        for result in self.results:
+            for decision in result.decisions:
+                for evaluation in decision.state.history[-1:]:
+                    seen.setdefault(evaluation.at, evaluation)
+            if result.state is not None:
+                for evaluation in result.state.history[-1:]:
+                    seen.setdefault(evaluation.at, evaluation)
+        return [seen[at] for at in sorted(seen)]
+
     def state(self) -> RolloutState:
         cm = self.cluster.get("ConfigMap", self.namespace, POLICY_NAME)
         assert cm is not None
@@ -168,7 +181,7 @@ def seed(kube: KubeEmulator | Cluster, namespace: str = scenario.NAMESPACE) -> N
 
 
 def build_reconciler(
-    cluster: Cluster, clock: VirtualClock, observer: Observer | None = None
+    cluster: Cluster, clock: VirtualClock, listener: TickListener | None = None
 ) -> tuple[Reconciler, KubeClient]:
     client = cluster.client(clock)
     reconciler = Reconciler(
@@ -178,7 +191,7 @@ def build_reconciler(
         router=make_router("ingress-nginx"),
         evaluator=PrometheusEvaluator(default_url=None),
         clock=clock,
-        observer=observer,
+        listener=listener,
     )
     return reconciler, client
 
@@ -195,7 +208,7 @@ def world(
     policy: str = BASE_POLICY,
     start: float = T0 + 600,
     prometheus_url: str | None = None,
-    observer: Observer | None = None,
+    listener: TickListener | None = None,
 ) -> Iterator[World]:
     """The scenario seeded in ``cluster``, a Prometheus with ``HISTORY`` seconds of traffic, the policy
     applied. ``prometheus_url`` replaces the real server's address in the policy (an unreachable one)."""
@@ -207,7 +220,7 @@ def world(
     with prom:
         seed(cluster, cluster.namespace)
         clock = VirtualClock(start)
-        reconciler, client = build_reconciler(cluster, clock, observer)
+        reconciler, client = build_reconciler(cluster, clock, listener)
         w = World(
             cluster=cluster,
             prom_url=prometheus_url or prom.url,

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 
 from songbird.analysis.compare import SHARED_OUTAGE_REASON, CompareParams, combine, fmt, judge_metric
+from songbird.analysis.figures import Figures
 from songbird.analysis.state import RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
 from songbird.config.policy import Compare
@@ -66,21 +68,21 @@ def test_a_clear_regression_is_a_decisive_fail_with_an_exact_reason() -> None:
     results, _ = run([window(500, 20, 4500, 22)])  # canary 4%, stable 0.49%
     r = results[0]
     assert r.verdict is Verdict.FAIL and r.decisive
-    assert r.figures["e_bad"] >= 100 and r.figures["threshold_bad"] == 100
-    assert r.figures["ratio"] == pytest.approx((20 / 500) / (22 / 4500))
+    assert r.figures.e_bad >= 100 and r.figures.threshold_bad == 100
+    assert r.figures.ratio == pytest.approx((20 / 500) / (22 / 4500))
     assert re.fullmatch(r"5xx ratio canary/stable 8\.18, evidence \S+ >= 100: rollback", r.reason), r.reason
     assert (r.canary_requests, r.stable_requests) == (500, 4500)
-    assert {"canary_total", "canary_bad", "stable_total", "stable_bad"} <= set(r.figures)
+    assert set(r.figures.to_dict()) >= {"canary_total", "canary_bad", "stable_total", "stable_bad"}
 
 
 def test_more_metrics_raise_the_rollback_threshold() -> None:
     counts = [window(200, 4, 1800, 9)]  # canary 2%, stable 0.5%
     single, _ = run(counts * 4)
     double, _ = run(counts * 4, n_metrics=2)
-    e_values = [r.figures["e_bad"] for r in single]
+    e_values = [r.figures.e_bad for r in single]
     assert 100 <= e_values[-1] < 200, e_values  # enough for one metric, not for two
     assert single[-1].verdict is Verdict.FAIL
-    assert double[-1].verdict is Verdict.INCONCLUSIVE and double[-1].figures["threshold_bad"] == 200
+    assert double[-1].verdict is Verdict.INCONCLUSIVE and double[-1].figures.threshold_bad == 200
 
 
 def test_early_windows_are_inconclusive_with_both_evidences_in_the_reason() -> None:
@@ -100,7 +102,7 @@ def test_no_data_windows_change_nothing() -> None:
     results, after = run([window(0, 0, 0, 0), window(40, 0, 400, 0)], sums=sums)
     ratio_keys = {k: v for k, v in sums.items() if k.startswith(("bad:", "good:"))}
     assert {k: after[k] for k in ratio_keys} == ratio_keys
-    assert results[-1].figures["e_bad"] == results[0].figures["e_bad"]
+    assert results[-1].figures.e_bad == results[0].figures.e_bad
 
 
 def test_a_healthy_canary_passes_once_evidence_suffices() -> None:
@@ -110,14 +112,14 @@ def test_a_healthy_canary_passes_once_evidence_suffices() -> None:
     assert Verdict.FAIL not in verdicts
     assert verdicts[0] is Verdict.INCONCLUSIVE and verdicts[-1] is Verdict.PASS
     last = results[-1]
-    assert last.figures["e_good"] >= 20
+    assert last.figures.e_good >= 20
     assert re.fullmatch(r"5xx ratio canary/stable 1, evidence for promotion \S+ >= 20: pass", last.reason)
 
 
 def test_promotion_needs_min_requests() -> None:
     # few canary requests but strong evidence from many stable errors: not a PASS before minRequests
     results, _ = run([window(30, 0, 3000, 60)] * 7, min_requests=200)
-    assert results[-2].figures["e_good"] >= 20
+    assert results[-2].figures.e_good >= 20
     assert results[-2].verdict is Verdict.INCONCLUSIVE
     assert results[-2].reason.endswith("for promotion 82.6 >= 20, 180 canary requests < 200: inconclusive")
     assert results[-1].verdict is Verdict.PASS
@@ -127,7 +129,7 @@ def test_the_ceiling_guard_rolls_back_a_canary_above_it() -> None:
     # canary 3% against a 2% ceiling, stable 1.8%: the comparison gathers evidence slowly, the ceiling fast
     results, _ = run([window(1000, 30, 1000, 18)] * 3, ceiling=0.02)
     assert [r.verdict for r in results] == [Verdict.INCONCLUSIVE, Verdict.INCONCLUSIVE, Verdict.FAIL]
-    assert results[-1].decisive and results[-1].figures["e_bad"] < 2
+    assert results[-1].decisive and results[-1].figures.e_bad < 2
     assert results[-1].reason == "5xx share 0.03 above ceiling 0.02, evidence 130 >= 100: rollback"
 
 
@@ -153,7 +155,7 @@ def test_a_shared_outage_pauses_without_blaming_the_canary() -> None:
     r = results[0]
     assert r.verdict is Verdict.INCONCLUSIVE and not r.decisive
     assert r.reason == SHARED_OUTAGE_REASON == "stable failing too (shared outage): pausing"
-    assert r.figures["shared_outage"] is True
+    assert r.figures.shared_outage is True
     assert after == sums  # the window counts neither toward rollback nor toward promotion
 
 
@@ -161,7 +163,7 @@ def test_a_shared_outage_above_the_ceiling_is_not_a_rollback() -> None:
     sums = _history()
     outage = [window(500, 150, 4500, 1300)] * 5
     results, _ = run(outage, sums=sums, ceiling=0.02)
-    assert all(r.verdict is Verdict.INCONCLUSIVE and r.figures["shared_outage"] for r in results)
+    assert all(r.verdict is Verdict.INCONCLUSIVE and r.figures.shared_outage for r in results)
     # the same canary counts with a healthy stable: rolled back by the ceiling guard and the comparison
     alone, _ = run([window(500, 150, 4500, 22.5)], sums=sums, ceiling=0.02)
     assert alone[0].verdict is Verdict.FAIL and alone[0].decisive
@@ -169,7 +171,7 @@ def test_a_shared_outage_above_the_ceiling_is_not_a_rollback() -> None:
 
 def test_a_noisy_stable_at_low_traffic_is_not_an_outage() -> None:
     results, _ = run([window(3, 0, 27, 2)] * 5)  # 7% of 27 requests: two errors prove nothing
-    assert not any(r.figures["shared_outage"] for r in results)
+    assert not any(r.figures.shared_outage for r in results)
 
 
 def test_evidence_survives_a_restart() -> None:
@@ -188,9 +190,9 @@ def test_figures_are_plain_json() -> None:
         assert MetricResult.from_dict(json.loads(text)) == r
 
 
-def _result(verdict: Verdict, e_bad: float, **figures: object) -> MetricResult:
+def _result(verdict: Verdict, e_bad: float, **figures: Any) -> MetricResult:
     return MetricResult(
-        name="m", verdict=verdict, reason="r", figures={"e_bad": e_bad, "alpha": 0.01, **figures}
+        name="m", verdict=verdict, reason="r", figures=Figures(e_bad=e_bad, alpha=0.01, **figures)
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from songbird.analysis.decision import Action, Decision, Facts, decide, evaluation_due
+from songbird.analysis.figures import Figures
 from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.config.loader import load_policy_yaml
@@ -44,7 +45,7 @@ def ok(name: str = "error-rate") -> MetricResult:
 
 
 def res(verdict: Verdict, *, decisive: bool = False, outage: bool = False) -> MetricResult:
-    figures = {"shared_outage": True} if outage else {}
+    figures = Figures(shared_outage=True) if outage else Figures()
     return MetricResult(
         name="error-rate",
         verdict=verdict,

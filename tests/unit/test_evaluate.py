@@ -42,7 +42,7 @@ def test_mean_rule_rolls_back_before_any_single_metric_would() -> None:
         obs = (seen("error-rate", (200, 5), (200, 2)), seen("latency", (200, 5), (200, 2)))
         results, evidence = judge(POLICY, state, obs, ())
         state = replace(state, evidence=evidence)
-        e_bad = [float(r.figures["e_bad"]) for r in results]
+        e_bad = [r.figures.e_bad or 0.0 for r in results]
         if any(r.verdict is Verdict.FAIL for r in results):
             break
     else:
@@ -98,7 +98,7 @@ analysis: {minRequests: 100, metrics: [{name: error-rate}]}
     clean = (seen("error-rate", (200, 0), (200, 0)),)
     # no history, no bad events on either side: the sparse rule passes on minRequests
     results, _ = judge(policy, RolloutState(), clean, ())
-    assert results[0].verdict is Verdict.PASS and results[0].figures["sparse"]
+    assert results[0].verdict is Verdict.PASS and results[0].figures.sparse
     # six hours of stable history with 1,080 errors in 216,000 requests: 200 clean canary requests are
     # not yet evidence that the canary is below twice that share; 3,000 are
     history = {"history:total": 216_000.0, "history:bad": 1_080.0, "history:seconds": 21_600.0}
@@ -109,5 +109,5 @@ analysis: {minRequests: 100, metrics: [{name: error-rate}]}
         state = replace(state, evidence=evidence)
         verdicts.append(results[0].verdict)
     assert verdicts[0] is Verdict.INCONCLUSIVE and verdicts[-1] is Verdict.PASS
-    assert "sparse" not in results[0].figures and results[0].figures["e_good"] >= 20
+    assert results[0].figures.sparse is None and (results[0].figures.e_good or 0.0) >= 20
     assert state.evidence["error-rate"]["history:bad"] == 1_080.0  # kept in the state as read

@@ -161,7 +161,7 @@ def test_a_stable_drifting_above_its_history_does_not_blame_a_canary_failing_lik
     drift = [window(600, 9, 150, 2.25)] * 40  # both versions at 1.5%: three times the history
     results, _ = run(drift, hist)
     assert all(r.verdict is not Verdict.FAIL for r in results)
-    assert results[-1].figures["e_bad_history"] <= 1.0
+    assert results[-1].figures.e_bad_history <= 1.0
     # the same canary with a stable like its history: rolled back
     alone, _ = run([window(600, 9, 150, 0.75)] * 40, hist)
     assert first(alone, Verdict.FAIL) is not None
@@ -173,7 +173,7 @@ def test_a_surge_on_both_versions_leaves_the_one_sample_sums_where_they_were() -
     _, before = run(calm, hist)
     surge = [window(375, 15, 375, 15)] * 3  # 4% on both: far above the history, below the outage rule
     results, during = run(surge, before)
-    assert not any(r.figures["shared_outage"] for r in results)
+    assert not any(r.figures.shared_outage for r in results)
     assert all(r.verdict is not Verdict.FAIL for r in results)
     _, after = run([window(375, 1.875, 375, 1.875)] * 30, during)
     for r in CompareParams().bad_alternatives:
@@ -185,10 +185,10 @@ def test_at_low_traffic_canary_failures_count_once_the_stable_has_vouched_for_th
     hist = history(1.0, 0.005)
     failing = window(8, 2, 4, 0)  # a quarter of the canary's requests fail; 4 stable requests a window
     waiting, sums = run([failing] * 4, hist)  # 16 stable requests since the first failure: not yet
-    assert all(r.figures["e_bad_history"] == pytest.approx(1.0) for r in waiting)
+    assert all(r.figures.e_bad_history == pytest.approx(1.0) for r in waiting)
     assert all(r.verdict is not Verdict.FAIL for r in waiting)
     vouched, _ = run([failing] * 2, sums)  # 20 and more: the waiting windows count, all at once
-    assert vouched[0].figures["e_bad_history"] > 1e6
+    assert vouched[0].figures.e_bad_history > 1e6
     assert vouched[0].verdict is Verdict.FAIL
 
 
@@ -200,7 +200,7 @@ def test_a_stable_drifting_above_its_history_never_blames_a_canary_failing_like_
     share = 0.005 * multiple
     results, _ = run([window(canary, canary * share, stable, stable * share)] * 60, history(50.0, 0.005))
     assert all(r.verdict is not Verdict.FAIL for r in results)
-    assert max(r.figures["e_bad_history"] for r in results) < 10
+    assert max(r.figures.e_bad_history for r in results) < 10
 
 
 def test_a_failure_the_stable_shows_later_is_not_blamed_on_the_canary_at_low_traffic() -> None:
@@ -210,7 +210,7 @@ def test_a_failure_the_stable_shows_later_is_not_blamed_on_the_canary_at_low_tra
     calm = [window(8, 0, 8, 0)] * 8
     results, _ = run(canary_first + stable_next + calm, hist)
     assert all(r.verdict is not Verdict.FAIL for r in results)
-    assert all(r.figures["e_bad_history"] <= 1.0 for r in results)
+    assert all(r.figures.e_bad_history <= 1.0 for r in results)
 
 
 def test_the_history_survives_a_restart() -> None:

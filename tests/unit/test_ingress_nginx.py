@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from songbird.analysis.plan import TrafficSplit
-from songbird.config.errors import OwnershipError, PolicyError
+from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_yaml
+from songbird.controller.errors import OwnershipError
 from songbird.controller.ports import Kind, Obj
 from songbird.controller.routers.ingress_nginx import IngressNginxRouter
 from tests.support import scenario
@@ -52,7 +53,7 @@ def main_ingress() -> Obj:
 
 def test_renders_canary_ingress_mirroring_the_main_one() -> None:
     router = IngressNginxRouter()
-    view = router.observe(Objects(main_ingress()), "default", POLICY, "nginx")
+    view = router.read(Objects(main_ingress()), "default", POLICY, "nginx")
     assert view.stable_service == "nginx-v1" and view.canary is None
     split = TrafficSplit(stable_service="nginx-v1", canary_service="nginx-v2", weight=10, match_routes=True)
     (change,) = router.plan(view, POLICY, "nginx", split)
@@ -75,9 +76,9 @@ def test_renders_canary_ingress_mirroring_the_main_one() -> None:
 def test_weight_change_is_a_minimal_patch_and_no_op_is_skipped() -> None:
     router = IngressNginxRouter()
     first = TrafficSplit(stable_service="nginx-v1", canary_service="nginx-v2", weight=10, match_routes=True)
-    view = router.observe(Objects(main_ingress()), "default", POLICY, "nginx")
+    view = router.read(Objects(main_ingress()), "default", POLICY, "nginx")
     canary = router.render_canary(view, POLICY, "nginx", first)
-    view = router.observe(Objects(main_ingress(), canary), "default", POLICY, "nginx")
+    view = router.read(Objects(main_ingress(), canary), "default", POLICY, "nginx")
     assert view.current == first
     assert router.plan(view, POLICY, "nginx", first) == []
     (change,) = router.plan(
@@ -94,10 +95,10 @@ def test_withdrawing_removes_header_cookie_and_affinity() -> None:
     sticky = load_policy_yaml(POLICY_TEXT_STICKY)
     router = IngressNginxRouter()
     on = TrafficSplit(stable_service="nginx-v1", canary_service="nginx-v2", weight=40, match_routes=True)
-    view = router.observe(Objects(main_ingress()), "default", sticky, "nginx")
+    view = router.read(Objects(main_ingress()), "default", sticky, "nginx")
     canary = router.render_canary(view, sticky, "nginx", on)
     assert canary["metadata"]["annotations"][f"{P}/affinity-canary-behavior"] == "sticky"
-    view = router.observe(Objects(main_ingress(), canary), "default", sticky, "nginx")
+    view = router.read(Objects(main_ingress(), canary), "default", sticky, "nginx")
     (change,) = router.plan(
         view,
         sticky,
@@ -125,22 +126,22 @@ routing: {header: {name: Region, value: eu}, sticky: true}
 def test_sub_percent_weights_use_a_total_above_100() -> None:
     fine = load_policy_yaml("ingress: nginx\ncanary: {deployment: a, service: a}\nsteps: [0.5, 5, 50]\n")
     router = IngressNginxRouter()
-    view = router.observe(Objects(main_ingress()), "default", fine, "nginx")
+    view = router.read(Objects(main_ingress()), "default", fine, "nginx")
     body = router.render_canary(
         view, fine, "nginx", TrafficSplit(stable_service="nginx-v1", canary_service="a", weight=0.5)
     )
     ann = body["metadata"]["annotations"]
     assert ann[f"{P}/canary-weight"] == "50" and ann[f"{P}/canary-weight-total"] == "10000"
-    view = router.observe(Objects(main_ingress(), body), "default", fine, "nginx")
+    view = router.read(Objects(main_ingress(), body), "default", fine, "nginx")
     assert view.current.weight == pytest.approx(0.5)
 
 
 def test_promotion_switches_main_with_resource_version_and_removes_canary() -> None:
     router = IngressNginxRouter()
     on = TrafficSplit(stable_service="nginx-v1", canary_service="nginx-v2", weight=80, match_routes=True)
-    view = router.observe(Objects(main_ingress()), "default", POLICY, "nginx")
+    view = router.read(Objects(main_ingress()), "default", POLICY, "nginx")
     canary = router.render_canary(view, POLICY, "nginx", on)
-    view = router.observe(Objects(main_ingress(), canary), "default", POLICY, "nginx")
+    view = router.read(Objects(main_ingress(), canary), "default", POLICY, "nginx")
     switch, delete = router.plan(view, POLICY, "nginx", TrafficSplit(stable_service="nginx-v2"))
     assert switch.op == "patch" and switch.name == "nginx"
     assert switch.body["metadata"] == {"resourceVersion": "41"}
@@ -156,7 +157,7 @@ def test_refuses_a_canary_it_did_not_create() -> None:
         "annotations": {f"{P}/canary": "true", f"{P}/canary-weight": "10"},
     }
     with pytest.raises(OwnershipError, match="by-hand already carries a canary for foo.example.com/") as info:
-        IngressNginxRouter().observe(Objects(main_ingress(), hand_made), "default", POLICY, "nginx")
+        IngressNginxRouter().read(Objects(main_ingress(), hand_made), "default", POLICY, "nginx")
     assert info.value.obj == "Ingress default/by-hand"
 
 
@@ -165,23 +166,23 @@ def test_refuses_a_foreign_ingress_with_its_name() -> None:
     foreign["metadata"] = {"name": "nginx-canary"}
     foreign["spec"]["rules"][0]["host"] = "other.example.com"
     with pytest.raises(OwnershipError, match="not managed by Songbird"):
-        IngressNginxRouter().observe(Objects(main_ingress(), foreign), "default", POLICY, "nginx")
+        IngressNginxRouter().read(Objects(main_ingress(), foreign), "default", POLICY, "nginx")
 
 
 def test_a_second_policy_for_the_same_main_ingress_is_refused_naming_the_first() -> None:
     router = IngressNginxRouter()
     split = TrafficSplit(stable_service="nginx-v1", canary_service="nginx-v2", weight=10, match_routes=True)
     first = router.plan(
-        router.observe(Objects(main_ingress()), "default", POLICY, "first"), POLICY, "first", split
+        router.read(Objects(main_ingress()), "default", POLICY, "first"), POLICY, "first", split
     )
     created = {**first[0].body, "kind": "Ingress"}
     objects = Objects(main_ingress(), created)
     with pytest.raises(OwnershipError, match="belongs to policy default/first") as info:
-        router.observe(objects, "default", POLICY, "second")
+        router.read(objects, "default", POLICY, "second")
     assert info.value.obj == "Ingress default/nginx-canary" and info.value.path == "ingress"
     assert "policy default/second is refused" in str(info.value)
     # The owner itself still reads and changes its canary Ingress.
-    view = router.observe(objects, "default", POLICY, "first")
+    view = router.read(objects, "default", POLICY, "first")
     assert view.canary is not None and view.current.weight == 10
 
 
@@ -189,5 +190,5 @@ def test_main_ingress_must_route_to_one_service() -> None:
     main = main_ingress()
     main["spec"]["defaultBackend"] = {"service": {"name": "other", "port": {"number": 80}}}
     with pytest.raises(PolicyError, match="exactly one Service") as info:
-        IngressNginxRouter().observe(Objects(main), "default", POLICY, "nginx")
+        IngressNginxRouter().read(Objects(main), "default", POLICY, "nginx")
     assert info.value.path == "ingress"

@@ -1,4 +1,4 @@
-"""The pure part of leader election (`controller.lease.decide`, `LeaseRecord`, MicroTime helpers).
+"""The pure part of leader election (`controller.lease.decide_lease`, `LeaseRecord`, MicroTime helpers).
 
 Covers:
 - no Lease: create one naming this replica, transitions 0, acquire = renew = now;
@@ -23,7 +23,7 @@ from songbird.controller.lease import (
     Elector,
     LeaseAction,
     LeaseRecord,
-    decide,
+    decide_lease,
     format_micro_time,
     parse_micro_time,
 )
@@ -38,7 +38,7 @@ def record(holder: str, *, renew: float = NOW - 100, transitions: int = 3, durat
 
 
 def test_no_lease_creates_one_naming_this_replica() -> None:
-    decision = decide(observed=None, observed_at=NOW, identity="a", now=NOW, duration=15)
+    decision = decide_lease(observed=None, observed_at=NOW, identity="a", now=NOW, duration=15)
     assert decision.action is LeaseAction.CREATE
     assert decision.record == LeaseRecord(
         holder="a", duration=15, acquire_time=NOW, renew_time=NOW, transitions=0
@@ -46,7 +46,7 @@ def test_no_lease_creates_one_naming_this_replica() -> None:
 
 
 def test_own_lease_is_renewed_keeping_acquire_time_and_transitions() -> None:
-    decision = decide(
+    decision = decide_lease(
         observed=record("a", duration=30), observed_at=NOW - 500, identity="a", now=NOW, duration=15
     )
     assert decision.action is LeaseAction.RENEW
@@ -57,7 +57,9 @@ def test_own_lease_is_renewed_keeping_acquire_time_and_transitions() -> None:
 
 @pytest.mark.parametrize("seen_for", [0.0, 1.0, 14.999])
 def test_someone_elses_lease_is_left_alone_within_the_duration(seen_for: float) -> None:
-    decision = decide(observed=record("b"), observed_at=NOW - seen_for, identity="a", now=NOW, duration=15)
+    decision = decide_lease(
+        observed=record("b"), observed_at=NOW - seen_for, identity="a", now=NOW, duration=15
+    )
     assert decision.action is LeaseAction.STANDBY
     assert decision.record is None
     assert decision.reason == f"held by b; free in {15 - seen_for:.1f}s unless renewed"
@@ -65,7 +67,9 @@ def test_someone_elses_lease_is_left_alone_within_the_duration(seen_for: float) 
 
 @pytest.mark.parametrize("seen_for", [15.0, 15.001, 3600.0])
 def test_someone_elses_lease_unchanged_for_the_duration_is_taken_over(seen_for: float) -> None:
-    decision = decide(observed=record("b"), observed_at=NOW - seen_for, identity="a", now=NOW, duration=20)
+    decision = decide_lease(
+        observed=record("b"), observed_at=NOW - seen_for, identity="a", now=NOW, duration=20
+    )
     assert decision.action is LeaseAction.TAKE_OVER
     assert decision.record == LeaseRecord(
         holder="a", duration=20, acquire_time=NOW, renew_time=NOW, transitions=4
@@ -75,21 +79,21 @@ def test_someone_elses_lease_unchanged_for_the_duration_is_taken_over(seen_for: 
 
 def test_the_record_duration_not_ours_decides_expiry() -> None:
     held_long = record("b", duration=60)
-    assert decide(observed=held_long, observed_at=NOW - 30, identity="a", now=NOW, duration=15).action is (
-        LeaseAction.STANDBY
-    )
+    assert decide_lease(
+        observed=held_long, observed_at=NOW - 30, identity="a", now=NOW, duration=15
+    ).action is (LeaseAction.STANDBY)
 
 
 def test_an_old_renew_time_alone_does_not_expire_the_lease() -> None:
     # Clocks differ between replicas: only the time this replica has watched the record counts.
     stale_looking = record("b", renew=NOW - 10_000)
-    decision = decide(observed=stale_looking, observed_at=NOW, identity="a", now=NOW, duration=15)
+    decision = decide_lease(observed=stale_looking, observed_at=NOW, identity="a", now=NOW, duration=15)
     assert decision.action is LeaseAction.STANDBY
 
 
 def test_a_released_lease_is_taken_at_once() -> None:
     released = record("", transitions=7)
-    decision = decide(observed=released, observed_at=NOW, identity="a", now=NOW, duration=15)
+    decision = decide_lease(observed=released, observed_at=NOW, identity="a", now=NOW, duration=15)
     assert decision.action is LeaseAction.TAKE_OVER
     assert decision.record is not None
     assert decision.record.transitions == 8

@@ -19,6 +19,7 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from songbird.analysis.figures import Figures
 from songbird.analysis.state import Evaluation, Phase, RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.controller.metrics import ControllerMetrics
@@ -54,7 +55,7 @@ ERROR_RATE = MetricResult(
     reason="canary 5xx share 0.08 > stable 0.01 x 1.2",
     canary_requests=250.0,
     stable_requests=2250.0,
-    figures={"canary_share": 0.08, "stable_bad": 22.5, "stable_total": 2250.0, "e_bad": 42.5, "e_good": 0.3},
+    figures=Figures(canary_share=0.08, stable_bad=22.5, stable_total=2250.0, e_bad=42.5, e_good=0.3),
 )
 LATENCY = MetricResult(
     name="latency",
@@ -143,11 +144,14 @@ def test_last_evaluation_figures() -> None:
 
 def test_figures_that_are_not_numbers_are_not_exported() -> None:
     m = ControllerMetrics(version="0.1.0")
-    odd = MetricResult(
-        name="error-rate",
-        verdict=Verdict.INCONCLUSIVE,
-        reason="12 canary requests < minRequests 100",
-        figures={"canary_share": math.nan, "stable_bad": "n/a", "stable_total": 12, "e_bad": True},
+    # A status written by hand or by an older version: such values are read as absent, NaN stays NaN.
+    odd = MetricResult.from_dict(
+        {
+            "name": "error-rate",
+            "verdict": "INCONCLUSIVE",
+            "reason": "12 canary requests < minRequests 100",
+            "figures": {"canary_share": math.nan, "stable_bad": "n/a", "stable_total": 12, "e_bad": True},
+        }
     )
     m.observe_rollout("shop", "web", progressing(evaluation(odd)), 1, 9)
     assert names_with(m, metric="error-rate") == {"songbird_metric_verdict"}

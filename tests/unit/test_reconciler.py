@@ -2,14 +2,25 @@
 and what it tells the user, for behaviour that does not depend on Prometheus (verdicts are scripted).
 
 Covers:
-- start: the canary is scaled up before its route exists, and the status is recorded last; a tick that
+- start: the cleanup finalizer is put on the policy first, the canary is scaled up before its route
+  exists, and the status is recorded last; a tick that
   only holds writes nothing;
 - act before record: in every tick of a whole healthy rollout the status write comes after the route and
-  replica writes it describes, and each recorded weight is the one already in force; the weights written
-  are the policy's steps, each once;
+  replica writes it describes (a tick that only starts the next step's canary pods early records
+  nothing), and each recorded weight is the one already in force; the weights written are the policy's
+  steps, each once;
 - a weight is raised only onto canary pods that exist and are ready (scale-up, then the weight);
 - rollback: canary traffic and header routing are withdrawn before the canary is scaled down, and the
   stable keeps its replicas;
+- a crash (the process dies) right after an advance's route write, before its status write: a new
+  controller adopts the weight in force as the step started now, so an ERROR evaluation on the recovery
+  tick holds that weight instead of writing the recorded, lower one back, and the step's analysis still
+  runs a whole interval from its adoption;
+- deleting a policy mid-rollout (the API server sets deletionTimestamp and waits for the finalizers):
+  canary traffic and header routing are withdrawn first, then the canary Ingress is deleted and the canary
+  scaled to 0 with the stable at full size, a PolicyDeleted Event is emitted, and only then is the cleanup
+  finalizer removed, another controller's finalizer kept and the resourceVersion sent as a precondition;
+  an idle or finished policy carries no finalizer, so its deletion is immediate;
 - an API error mid-tick (status write or route write failing) leaves the new step unrecorded, is reported
   as a Warning, and the next tick converges without writing the increase again;
 - an invalid policy, a missing Deployment or a hand-made canary Ingress: one Warning Event naming the
@@ -18,19 +29,23 @@ Covers:
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
+
+from songbird.analysis.cause import Cause
 from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import Verdict
 from songbird.controller.ports import Kind
 from songbird.controller.reconciler import Reconciler, TickResult
 from songbird.controller.routers import make_router
 from tests.support import scenario
-from tests.support.fakes import FakeClock, FakeCluster, ScriptedEvaluator, Write
+from tests.support.fakes import Crashed, FakeClock, FakeCluster, ScriptedEvaluator, Write
 
 NS = scenario.NAMESPACE
 NAME = "nginx-rollout"
@@ -76,6 +91,8 @@ def describe(write: Write) -> str:
     """One write as a line a person can compare: what changed, not the whole body."""
     head = f"{write.op} {write.kind.value} {write.name}"
     body = write.body
+    if write.kind is Kind.CONFIGMAP and "finalizers" in body["metadata"]:
+        return f"{head} finalizers={','.join(body['metadata']['finalizers']) or '-'}"
     if write.kind is Kind.CONFIGMAP:
         status = json.loads(body["metadata"]["annotations"][STATUS])
         return f"{head} status={status['phase']} step={status['step'] + 1} weight={status['weight']:g}"
@@ -181,6 +198,7 @@ def advance_due(r: Rig) -> None:
 def test_start_scales_the_canary_before_its_route_exists_and_records_last() -> None:
     r = rig()
     assert r.tick() == [
+        "patch ConfigMap nginx-rollout finalizers=songbird.dev/cleanup",  # before the rollout's first change
         "patch Deployment nginx-v2 replicas=1",
         "create Ingress nginx-canary weight=0",
         "patch ConfigMap nginx-rollout status=Initializing step=0 weight=0",
@@ -203,8 +221,11 @@ def test_every_status_write_follows_the_changes_it_records() -> None:
     assert r.state().phase is Phase.SUCCEEDED
     weights: list[str] = []
     for writes in r.ticks:
-        if writes:
-            assert writes[-1].startswith("patch ConfigMap"), writes  # each tick records last
+        if any(" Ingress " in line for line in writes):
+            assert writes[-1].startswith("patch ConfigMap"), writes  # a traffic change is recorded last
+        elif writes and not writes[-1].startswith("patch ConfigMap"):
+            # Only the next step's canary pods started a cadence early: nothing recorded changed.
+            assert all(w.startswith("patch Deployment nginx-v2 replicas=") for w in writes), writes
         in_force = None
         for line in writes:
             if "weight=" in line and "Ingress nginx-canary" in line:
@@ -250,11 +271,167 @@ def test_rollback_withdraws_traffic_before_removing_the_canary() -> None:
         "delete Ingress nginx-canary",
         "patch Deployment nginx-v2 replicas=0",
         "patch ConfigMap nginx-rollout status=Failed step=1 weight=0",
+        "patch ConfigMap nginx-rollout finalizers=-",  # a finished rollout keeps nothing to clean up
     ]
     assert r.replicas("nginx-v1") == 3  # the stable was never shrunk
     assert r.state().reason.startswith("error-rate: scripted FAIL")
     rollback = [(e.reason, e.warning) for e in r.cluster.events][-2:]
     assert rollback == [("RollingBack", True), ("RolledBack", True)]
+
+
+def restarted(r: Rig, script: Script) -> Rig:
+    """A new controller process on the same cluster and clock: nothing in memory, a new judge."""
+    fresh = rig(script)
+    fresh.cluster, fresh.clock = r.cluster, r.clock
+    fresh.reconciler = Reconciler(
+        reader=r.cluster,
+        writer=r.cluster,
+        recorder=r.cluster,
+        router=make_router("ingress-nginx"),
+        evaluator=fresh.evaluator,
+        clock=r.clock,
+    )
+    return fresh
+
+
+def canary_weights(cluster: FakeCluster) -> list[int]:
+    """Every canary weight the controller wrote, in order."""
+    return [
+        int(w.body["metadata"]["annotations"][f"{P}/canary-weight"])
+        for w in cluster.writes
+        if w.kind is Kind.INGRESS
+        and w.name == CANARY_INGRESS
+        and f"{P}/canary-weight" in ((w.body.get("metadata") or {}).get("annotations") or {})
+    ]
+
+
+def test_crash_between_route_and_status_write_never_lowers_the_weight() -> None:
+    r = rig()
+    r.tick()
+    r.run_until(at_step(1))
+    advance_due(r)
+    r.cluster.crash_after(1)  # the process dies right after the advance's route write (10% -> 20%)
+    with pytest.raises(Crashed):
+        r.tick()
+    assert (r.state().step + 1, r.state().weight, r.weight()) == (1, 10, "20")  # in force, not recorded
+
+    again = restarted(r, [Verdict.ERROR, Verdict.PASS])  # the recovery tick's evaluation: no answer
+    again.clock.advance(5)
+    adopted_at = again.clock.t
+    assert again.tick() == ["patch ConfigMap nginx-rollout status=Progressing step=2 weight=20"]
+    assert again.evaluator.evaluations == 1 and r.weight() == "20"
+    state = again.state()
+    assert (state.cause, state.step_started_at) == (Cause.STEP_ADOPTED, adopted_at)
+    assert state.history[-1].step == 0  # the ERROR judged the recorded step, not the adopted one
+    # Step 2's analysis runs a whole interval from its adoption: 40% comes no earlier.
+    again.run_until(at_step(3))
+    assert again.clock.t >= adopted_at + 60
+    weights = canary_weights(r.cluster)
+    assert weights == [0, 10, 20, 40] and weights == sorted(weights)
+
+
+# -- deleting a policy ------------------------------------------------------------------------------------
+
+
+def delete_policy(r: Rig) -> None:
+    """What the API server does on ``kubectl delete`` of an object with finalizers: it only sets
+    ``metadata.deletionTimestamp``, and removes the object once its finalizers are gone."""
+    cm = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    assert cm is not None
+    if not cm["metadata"].get("finalizers"):
+        r.cluster.remove(Kind.CONFIGMAP, NS, NAME)
+        return
+    cm["metadata"]["deletionTimestamp"] = "2026-09-20T10:00:00Z"
+    r.cluster.put(cm)
+
+
+def finalizers(r: Rig) -> list[str]:
+    cm = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    return [] if cm is None else list(cm["metadata"].get("finalizers", []))
+
+
+def test_deleting_a_policy_mid_rollout_withdraws_the_canary_then_lets_it_go() -> None:
+    r = rig()
+    r.tick()
+    r.run_until(at_step(2))
+    assert finalizers(r) == ["songbird.dev/cleanup"]
+    cm = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    assert cm is not None
+    cm["metadata"]["finalizers"].insert(0, "example.com/backup")  # another controller's, kept
+    r.cluster.put(cm)
+    delete_policy(r)
+    version = r.cluster.object(Kind.CONFIGMAP, NS, NAME)["metadata"]["resourceVersion"]  # type: ignore[index]
+    r.clock.advance(5)
+    assert r.tick() == [
+        "patch Ingress nginx-canary weight=0 header=off",
+        "patch ConfigMap nginx-rollout status=RollingBack step=2 weight=20",
+        "delete Ingress nginx-canary",
+        "patch Deployment nginx-v2 replicas=0",
+        "patch ConfigMap nginx-rollout status=Failed step=2 weight=0",
+        "patch ConfigMap nginx-rollout finalizers=example.com/backup",
+    ]
+    last = r.cluster.writes[-1].body["metadata"]
+    assert last["resourceVersion"] != version  # the version read after the status writes, not a stale one
+    assert (r.replicas("nginx-v1"), r.replicas("nginx-v2")) == (3, 0)
+    assert r.state().reason == "policy deleted: withdrawing the canary"
+    assert [(e.reason, e.warning) for e in r.cluster.events][-3:] == [
+        ("RollingBack", True),
+        ("RolledBack", True),
+        ("PolicyDeleted", False),
+    ]
+    assert (
+        r.cluster.events[-1].message
+        == "policy deleted: canary nginx-v2 withdrawn: no canary traffic or route, nginx-v2 scaled to 0"
+    )
+    assert finalizers(r) == ["example.com/backup"]  # the API server now waits for that one only
+
+
+def test_a_finished_or_idle_policy_carries_no_finalizer_and_goes_at_once() -> None:
+    r = rig()
+    r.tick()
+    r.run_until(lambda r: r.state().phase.finished)
+    assert r.state().phase is Phase.SUCCEEDED and finalizers(r) == []
+    delete_policy(r)
+    assert r.cluster.object(Kind.CONFIGMAP, NS, NAME) is None
+    r.clock.advance(5)
+    assert r.tick() == [] and r.last is not None and r.last.error == f"ConfigMap {NS}/{NAME} is gone"
+
+
+class RacingCluster(FakeCluster):
+    """A user edits the policy ConfigMap right after the controller's ``race_after``-th read of it."""
+
+    race_after = 0
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = super().get(kind, namespace, name)
+        if kind is Kind.CONFIGMAP and self.race_after > 0:
+            self.race_after -= 1
+            if self.race_after == 0 and obj is not None:
+                edited = copy.deepcopy(obj)
+                edited["metadata"].setdefault("labels", {})["team"] = "checkout"
+                self.put(edited)
+        return obj
+
+
+def test_finalizer_removal_racing_an_edit_is_refused_and_done_next_tick() -> None:
+    r = rig()
+    racing = RacingCluster()
+    for kind in Kind:
+        for obj in r.cluster.list_objects(kind, NS):
+            racing.put(obj)
+    r = restarted(replace(r, cluster=racing), [Verdict.PASS])
+    r.tick()
+    r.run_until(at_step(1))
+    delete_policy(r)
+    racing.race_after = 2  # the tick's first read, then the read the finalizer patch is computed from
+    r.clock.advance(5)
+    assert r.tick()[-1] == "patch ConfigMap nginx-rollout status=Failed step=1 weight=0"
+    assert finalizers(r) == ["songbird.dev/cleanup"]  # 409: a merge patch never overwrites a newer list
+    assert r.last is not None and r.last.error is None
+    r.clock.advance(5)
+    assert r.tick() == ["patch ConfigMap nginx-rollout finalizers=-"]
+    kept = r.cluster.object(Kind.CONFIGMAP, NS, NAME)
+    assert finalizers(r) == [] and kept is not None and kept["metadata"]["labels"]["team"] == "checkout"
 
 
 # -- API errors ------------------------------------------------------------------------------------------

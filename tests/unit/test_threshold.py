@@ -100,7 +100,7 @@ def test_latency_quantile_above_max_fails_in_seconds() -> None:
     assert result.verdict is Verdict.FAIL
     assert result.reason == "latency p99 1.75 s > max 0.5 s (canary 2,000 requests; 80 slower than 0.5 s)"
     assert (result.value, result.limit) == (1.75, 0.5)
-    assert result.figures["slow_above_seconds"] == 0.5
+    assert result.figures.slow_above_seconds == 0.5
 
 
 def test_latency_quantile_within_max_passes() -> None:

@@ -1,4 +1,5 @@
-"""Turns what a tick did into the controller's own metrics (`controller.metrics`).
+"""Turns what a tick did into the controller's own metrics (`controller.metrics`), from the decisions'
+causes (never from their reason text).
 
 The reconciler reports each tick once: the state before and after, and every decision taken in it. From
 that this module derives what a dashboard needs and a single state cannot say: each decision by action,
@@ -9,12 +10,10 @@ metric (only for evaluations made in this tick), inconclusive outcomes, and how 
 
 from __future__ import annotations
 
-import re
-
+from songbird.analysis.cause import Cause
 from songbird.analysis.decision import Action, Decision
 from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import Verdict
-from songbird.config.fields import METRIC_NAME_PATTERN
 from songbird.controller.metrics import ControllerMetrics, DecisionAction
 
 _ACTIONS: dict[Action, DecisionAction] = {
@@ -25,17 +24,19 @@ _ACTIONS: dict[Action, DecisionAction] = {
 }
 
 
-def rollback_code(reason: str) -> str:
-    """A short, bounded label for why a rollout was rolled back."""
-    if reason.startswith("metrics unavailable"):
+def rollback_code(decision: Decision) -> str:
+    """A short, bounded label for why a rollout was rolled back: the failing metric's name,
+    ``error-deadline``, ``inconclusive``, or ``other``."""
+    if decision.cause is Cause.METRIC_FAILED and decision.cause_metric:
+        return decision.cause_metric
+    if decision.cause is Cause.ERROR_DEADLINE:
         return "error-deadline"
-    if "onInconclusive: rollback" in reason:
+    if decision.cause is Cause.INCONCLUSIVE:
         return "inconclusive"
-    head = reason.split(":", 1)[0]
-    return head if ":" in reason and re.fullmatch(METRIC_NAME_PATTERN, head) else "other"
+    return "other"
 
 
-class MetricsObserver:
+class TickMetrics:
     def __init__(self, metrics: ControllerMetrics) -> None:
         self.metrics = metrics
 
@@ -55,11 +56,10 @@ class MetricsObserver:
         for decision in decisions:
             state = decision.state
             action = _ACTIONS[decision.action]
-            code = rollback_code(decision.reason) if action == "rollback" else decision.action.value
+            code = rollback_code(decision) if action == "rollback" else decision.action.value
             # A promotion or rollback is several transitions; the outcome counts once, when it is reached.
             m.record_decision(namespace, name, action, code, outcome=state.phase.finished)
-            inconclusive = "onInconclusive" in state.reason and "onInconclusive" not in previous.reason
-            if inconclusive:
+            if state.cause is Cause.INCONCLUSIVE and previous.cause is not Cause.INCONCLUSIVE:
                 m.record_decision(namespace, name, "inconclusive", "onInconclusive")
             ended = (
                 previous.step_started_at is not None
