@@ -61,6 +61,7 @@ pytest: venv system-deps
 bench-quick: venv
 	$(BIN)/python -m songbird.bench.decision_quality --quick --out out/bench-quick
 	$(BIN)/python -m songbird.bench.robustness --quick
+	$(BIN)/python -m songbird.bench.scale --quick
 
 test: lint typecheck imports pytest bench-quick
 

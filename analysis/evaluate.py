@@ -7,7 +7,9 @@ Built-in metrics (``error-rate``, ``latency``) are judged by the anytime-valid c
   1 - quantile of requests are slower than ``max``", so requests slower than the threshold bucket are the
   bad events and 1 - quantile is the ceiling. The histogram quantile itself is reported as a figure.
 Their counts come from a window reaching back to the previous evaluation, so windows never overlap and
-every request is counted once (the comparison's validity condition), whatever the tick timing.
+every request is counted once (the comparison's validity condition), whatever the tick timing. With
+batching (``grouped``), the windows are aligned to the cadence grid instead and each one starts where the
+previous one ended, as recorded in the evidence (`analysis.batch.slot` says how that keeps the condition).
 Custom metrics are judged against their ``max``/``min`` over ``analysis.window`` (`analysis.threshold`).
 
 Before the first step the controller calls `PrometheusEvaluator.history` once: the stable's counts over
@@ -37,7 +39,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from songbird.analysis import compare, fresh, history, threshold
+from songbird.analysis import batch, compare, fresh, history, threshold
 from songbird.analysis import evidence as ev
 from songbird.analysis.forecast import describe, forecast
 from songbird.analysis.observe import MetricObservation, observe
@@ -225,13 +227,17 @@ class PrometheusEvaluator:
         on_query: Callable[[float, bool], None] | None = None,
         max_timeout: float | None = None,
         wrap: Callable[[str, MetricsSource], MetricsSource] | None = None,
+        grouped: batch.GroupedSource | None = None,
     ) -> None:
         """``max_timeout`` caps every policy's ``analysis.prometheus.timeout`` (the operator's maximum);
-        ``wrap(url, source)`` lets the runtime put its per-endpoint guard around each source."""
+        ``wrap(url, source)`` lets the runtime put its per-endpoint guard around each source;
+        ``grouped``, when given, answers the built-in metrics from queries batched across rollouts, over
+        windows aligned to the cadence grid (`analysis.batch`)."""
         self.default_url = default_url
         self.on_query = on_query
         self.max_timeout = max_timeout
         self.wrap = wrap
+        self.grouped = grouped
         self._sources: dict[tuple[str, float], PrometheusSource] = {}
 
     def _source(self, policy: Policy) -> MetricsSource | None:
@@ -262,11 +268,34 @@ class PrometheusEvaluator:
             return tuple(_error(m.name, exc.describe()) for m in policy.analysis.metrics), dict(
                 state.evidence
             )
+        if self.grouped is not None:
+            return self._evaluate_batched(policy, target, source, state, now)
         window = evidence_window(policy, state, now)
         builtin = observe(_only(policy, builtin=True), source, target, at=now, window=window)
         custom_policy = _only(policy, builtin=False)
         custom = observe(custom_policy, source, target, at=now) if custom_policy.analysis.metrics else ()
         return judge(policy, state, builtin, custom)
+
+    def _evaluate_batched(
+        self, policy: Policy, target: IngressTarget, source: MetricsSource, state: RolloutState, now: float
+    ) -> Evaluation:
+        """As `evaluate`, the built-in metrics over the aligned `analysis.batch.slot` (the window's end is
+        recorded in the evidence, so the next window starts there); custom metrics as ever."""
+        assert self.grouped is not None
+        builtin_policy = _only(policy, builtin=True)
+        chosen = batch.slot(policy, state, now)
+        builtin_source = source
+        if chosen.grouped:
+            url = policy.analysis.prometheus.url or self.default_url or ""
+            table = batch.picks(builtin_policy.analysis.metrics, target, chosen.window)
+            builtin_source = batch.BatchedSource(
+                self.grouped, url, source, target=target, window=chosen.window, table=table
+            )
+        builtin = observe(builtin_policy, builtin_source, target, at=chosen.at, window=chosen.window)
+        custom_policy = _only(policy, builtin=False)
+        custom = observe(custom_policy, source, target, at=now) if custom_policy.analysis.metrics else ()
+        results, evidence = judge(policy, state, builtin, custom)
+        return results, batch.recorded(evidence, chosen.at)
 
     def forecast(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> str:
         """Predicted time to promotion evidence, from the stable's traffic over the last few minutes."""

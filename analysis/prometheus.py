@@ -86,6 +86,7 @@ from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from songbird.analysis.answer import NoData, Number, decode, error_text, read_body
+from songbird.analysis.batch import read_vector
 from songbird.config.errors import MetricsUnavailable
 from songbird.config.policy import PrometheusSource as PrometheusSettings
 from songbird.config.text import LABEL_LIMIT, MESSAGE_LIMIT, bounded, quoted
@@ -486,6 +487,32 @@ class PrometheusSource:
         if isinstance(answer, NoData):
             return None
         raise MetricsUnavailable(bounded(f"{where}: {answer.reason} {query}", MESSAGE_LIMIT))
+
+    def query_vector(self, promql: str, *, at: float) -> list[tuple[dict[str, str], float]]:
+        """Every series of an instant query at ``at`` as (labels, value), NaN samples left out: the grouped
+        queries of ``analysis.batch``. Same deadline, retries, body cap and errors as `query_scalar`."""
+        endpoint, client = self._endpoint, self._client
+        if isinstance(endpoint, str) or client is None:
+            raise MetricsUnavailable(
+                bounded(f"{bounded(self.url, _URL_IN_ERRORS)}: {endpoint}", MESSAGE_LIMIT)
+            )
+        where = f"{bounded(endpoint.shown, _URL_IN_ERRORS)}/api/v1/query"
+        query = f"(query {_short(promql)})"
+        reply = self._get(client, promql, at, where, query)
+        if reply.status != 200:
+            detail = error_text(decode(reply.body)) if reply.body else None
+            raise MetricsUnavailable(
+                bounded(
+                    f"{where}: HTTP {reply.status} from Prometheus"
+                    + (f": {detail}" if detail else "")
+                    + f" {query}",
+                    MESSAGE_LIMIT,
+                )
+            )
+        found = read_vector(decode(reply.body))
+        if isinstance(found, str):
+            raise MetricsUnavailable(bounded(f"{where}: {found} {query}", MESSAGE_LIMIT))
+        return found
 
     def _get(self, client: PrometheusConnect, promql: str, at: float, where: str, query: str) -> _Reply:
         """The answer to the query, after at most ``retries`` retries, all before the deadline."""

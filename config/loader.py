@@ -15,6 +15,7 @@ characters, its path and source at most `PATH_LIMIT` (200) each.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -43,11 +44,23 @@ __all__ = [
 
 
 def load_policy_yaml(text: str | bytes, *, source: str = "") -> Policy:
-    """Parse and validate the text of ``policy.yaml``. ``source`` (namespace/name) goes into errors."""
+    """Parse and validate the text of ``policy.yaml``. ``source`` (namespace/name) goes into errors.
+
+    Every tick loads its rollout's policy, so valid texts are parsed once and kept (a `Policy` is frozen
+    all the way down, so sharing one is safe); the cache holds at most `POLICY_CACHE` distinct texts and
+    errors are not cached."""
     try:
-        return policy_from_data(read_yaml(text, limit=MAX_POLICY_BYTES))
+        return _parsed(text)
     except PolicyError as exc:
         raise _bounded_error(exc, source) from exc
+
+
+POLICY_CACHE: Final = 4096
+
+
+@functools.lru_cache(maxsize=POLICY_CACHE)
+def _parsed(text: str | bytes) -> Policy:
+    return policy_from_data(read_yaml(text, limit=MAX_POLICY_BYTES))
 
 
 def load_policy_configmap(configmap: Mapping[str, Any], *, source: str | None = None) -> Policy:

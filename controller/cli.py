@@ -147,7 +147,7 @@ def _delegate(target: Delegated, argv: list[str]) -> int:
 _LAB = Delegated(command="songbird lab", module="songbird.lab.cli", extra="lab")
 _BENCHES = {
     name: Delegated(command=f"songbird bench {name}", module=f"songbird.bench.{module}", extra="bench")
-    for name, module in (("decisions", "decision_quality"), ("robustness", "robustness"))
+    for name, module in (("decisions", "decision_quality"), ("robustness", "robustness"), ("scale", "scale"))
 }
 
 

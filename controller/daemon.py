@@ -35,6 +35,7 @@ from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import POLICY_LABEL
 from songbird.controller import deadline
+from songbird.controller.batch import QueryBatcher
 from songbird.controller.cache import ClusterCache, FencedWriter, is_policy
 from songbird.controller.endpoints import Endpoints
 from songbird.controller.fence import AlwaysHeld, Fence, LeadershipLost
@@ -181,11 +182,18 @@ class Controller:
             write_timeout=settings.write_budget + 0.5,
         )
         self.endpoints = Endpoints(limit=settings.prometheus_concurrency)
+        # Built-in metrics: one grouped query per endpoint, kind and cadence for every rollout.
+        self.batcher = QueryBatcher(
+            endpoints=self.endpoints,
+            timeout=settings.prometheus_max_timeout,
+            on_query=self.metrics.observe_prometheus_query,
+        )
         self.evaluator = PrometheusEvaluator(
             default_url=settings.prometheus_url,
             on_query=self.metrics.observe_prometheus_query,
             max_timeout=settings.prometheus_max_timeout,
             wrap=self.endpoints.wrap,
+            grouped=self.batcher,
         )
         self.reconciler = Reconciler(
             reader=self.cache,
@@ -320,6 +328,7 @@ class Controller:
                 log.warning("ticks still in flight at shutdown: the Lease is left to expire")
         self.health.stop()
         self.endpoints.close()
+        self.batcher.close()
         for client in (self.kube, self.watch_kube, self.lease_kube):
             if client is not None:
                 client.close()

@@ -8,7 +8,8 @@ concepts page (https://kubernetes.io/docs/reference/using-api/api-concepts/#effi
   each event moves the resourceVersion on (BOOKMARK events carry nothing else); when the stream ends, watch
   again from where it stopped, so a quiet cluster costs one WATCH request per timeout and no GET or LIST;
 - 410 Gone (the version was compacted away, on the watch or on a list continuation): list again, which
-  reports whatever changed in between, so nothing is missed;
+  reports whatever changed in between, so nothing is missed; at once the first time, after the backoff
+  when the watch from a fresh list's version expires again (no tight list loop);
 - any other failure: wait a bounded, jittered, growing backoff (0.2 s up to 30 s; reset after a stream that
   delivered events), then watch again from the last version.
 
@@ -64,11 +65,14 @@ def newer_or_same(incoming: Obj, current: Obj | None) -> bool:
 
 
 class Store:
-    """The objects of one informer, by (namespace, name). Thread-safe; hands out deep copies."""
+    """The objects of one informer, by (namespace, name), also indexed by namespace, so reading one
+    namespace costs what that namespace holds, not what the whole cluster does. Thread-safe; hands out
+    deep copies."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[Key, Obj] = {}
+        self._by_namespace: dict[str, dict[str, Obj]] = {}
 
     def get(self, namespace: str, name: str) -> Obj | None:
         with self._lock:
@@ -77,8 +81,17 @@ class Store:
 
     def objects(self, namespace: str | None = None) -> list[Obj]:
         with self._lock:
-            found = [o for (ns, _), o in self._objects.items() if namespace is None or ns == namespace]
+            if namespace is None:
+                found = list(self._objects.values())
+            else:
+                found = list((self._by_namespace.get(namespace) or {}).values())
             return copy.deepcopy(found)
+
+    def _index(self) -> None:
+        """Rebuild the namespace index (after a replace; put and remove keep it themselves)."""
+        self._by_namespace = {}
+        for (namespace, name), obj in self._objects.items():
+            self._by_namespace.setdefault(namespace, {})[name] = obj
 
     def keys(self) -> list[Key]:
         with self._lock:
@@ -97,17 +110,25 @@ class Store:
             if current == obj or not newer_or_same(obj, current):
                 return False
             self._objects[key] = obj
+            self._by_namespace.setdefault(key[0], {})[key[1]] = obj
             return True
 
     def remove(self, namespace: str, name: str) -> bool:
         with self._lock:
-            return self._objects.pop((namespace, name), None) is not None
+            gone = self._objects.pop((namespace, name), None) is not None
+            names = self._by_namespace.get(namespace)
+            if names is not None:
+                names.pop(name, None)
+                if not names:
+                    del self._by_namespace[namespace]
+            return gone
 
     def replace(self, objects: list[Obj]) -> list[Key]:
         """Hold exactly ``objects``; the keys that appeared, changed or disappeared."""
         fresh = {_key(o): o for o in objects}
         with self._lock:
             old, self._objects = self._objects, fresh
+            self._index()
         changed = [k for k, o in fresh.items() if old.get(k) != o]
         return changed + [k for k in old if k not in fresh]
 
@@ -169,21 +190,30 @@ class Informer:
     def _run(self) -> None:
         backoff = BACKOFF_MIN
         relist = True
+        fresh = False  # a list was just made and no watch from its version has ended yet
         while not self._stop.is_set():
             try:
                 if relist:
                     self._relist()
                     relist = False
+                    fresh = True
                 delivered = self._watch()
+                fresh = False
                 self.error = ""
                 if delivered:
                     backoff = BACKOFF_MIN
                 continue
             except WatchExpired as exc:
-                log.info("watch expired, listing again", kind=self.kind.value, error=str(exc))
                 relist = True
-                continue
+                if not fresh:
+                    log.info("watch expired, listing again", kind=self.kind.value, error=str(exc))
+                    continue
+                # Expired again from the version a list just gave: listing at once would loop as fast as
+                # the server answers, so back off as for any failure (client-go's reflector does too).
+                self.error = f"{self.kind.value} watch: {exc}"
+                log.warning("watch expired right after a list", kind=self.kind.value, retry=backoff)
             except ClusterError as exc:
+                fresh = False
                 relist = relist or exc.status == 410 or not self._version
                 self.error = f"{self.kind.value} watch: {exc}"
                 log.warning(

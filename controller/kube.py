@@ -132,6 +132,15 @@ def _events(stream: Any, what: str) -> Iterator[Obj]:
         raise ClusterUnavailable(f"watch broke: {type(exc).__name__}: {exc}", obj=what) from exc
 
 
+def _api_error(response: Any) -> ApiException:
+    """The client's exception for a non-2xx answer. ``ApiException.from_response`` raises it (kubernetes
+    37 picks a subclass per status) rather than returning it; caught here so the caller can translate it."""
+    try:
+        raise ApiException.from_response(http_resp=response, body=None, data=None)
+    except ApiException as exc:
+        return exc
+
+
 def _describe(resource: _Resource, namespace: str | None, name: str | None) -> str:
     return f"{resource.kind} {namespace or '*'}/{name or '*'}"
 
@@ -350,7 +359,10 @@ class KubeClient:
         try:
             if not 200 <= response.status <= 299:
                 self._count("watch", resource, False, began)
-                error = ApiException.from_response(http_resp=response, body=None, data=None)
+                # Read the Status body: it holds the message, and a pooled connection must not go back
+                # with an unread body (the next request on it would fail with ResponseNotReady).
+                response.read()
+                error = _api_error(response)
                 if response.status == 410:
                     raise WatchExpired(_status_message(error), obj=what, status=410) from error
                 raise self._error(error, int(response.status), what, 1) from error
