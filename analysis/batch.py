@@ -105,8 +105,8 @@ class GroupedAnswer:
 
 
 def read_vector(doc: object) -> list[tuple[dict[str, str], float]] | str:
-    """The series of a decoded ``/api/v1/query`` answer holding an instant vector, NaN samples left out;
-    or, as a string, why the answer cannot be used."""
+    """The series of a decoded ``/api/v1/query`` answer holding an instant vector; or, as a string, why the
+    answer cannot be used (a NaN or infinite sample included: every grouped query is a sum of counts)."""
     if not isinstance(doc, Mapping) or doc.get("status") != "success":
         return "the answer is not a successful query result"
     data = doc.get("data")
@@ -129,10 +129,9 @@ def read_vector(doc: object) -> list[tuple[dict[str, str], float]] | str:
             number = float(value[1])
         except ValueError:
             return "a sample value is not a number"
-        if math.isinf(number):
-            return "a sample value is not finite"
-        if not math.isnan(number):
-            out.append((dict(metric), number))
+        if not math.isfinite(number):
+            return "a sample value is not a finite number (a grouped count is never NaN or infinite)"
+        out.append((dict(metric), number))
     return out
 
 

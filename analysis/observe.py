@@ -72,15 +72,29 @@ class _Asker:
         self.unreachable: PrometheusUnreachable | None = None
 
     def __call__(self, promql: str) -> float | None:
+        """The finite number answered, or None for an empty answer; anything else (NaN included: a count
+        or a custom metric is never NaN) raises `MetricsUnavailable`."""
+        answer = self._answer(promql)
+        if isinstance(answer, MetricsUnavailable):
+            raise answer
+        if answer is not None and math.isnan(answer):
+            raise MetricsUnavailable(f"answer NaN is not a number: {_short(promql)}")
+        return answer
+
+    def figure(self, promql: str) -> float | None:
+        """Like a call, but NaN is no data: a histogram quantile over no observations is NaN."""
+        answer = self._answer(promql)
+        if isinstance(answer, MetricsUnavailable):
+            raise answer
+        return None if answer is None or math.isnan(answer) else answer
+
+    def _answer(self, promql: str) -> float | MetricsUnavailable | None:
         if promql not in self.answers:
             if self.unreachable is not None:
                 self.answers[promql] = MetricsUnavailable(f"not asked: {self.unreachable}")
             else:
                 self.answers[promql] = self._ask(promql)
-        answer = self.answers[promql]
-        if isinstance(answer, MetricsUnavailable):
-            raise answer
-        return answer
+        return self.answers[promql]
 
     def _ask(self, promql: str) -> float | MetricsUnavailable | None:
         try:
@@ -104,9 +118,9 @@ class _Asker:
             number = float(value)
         except OverflowError:  # an int beyond float range
             number = math.inf
-        if not math.isfinite(number):
+        if math.isinf(number):
             return MetricsUnavailable(f"answer {number} is not a finite number: {_short(promql)}")
-        return number
+        return number  # NaN is kept: `__call__` refuses it, `figure` reads it as no data
 
 
 def _short(promql: str) -> str:
@@ -136,7 +150,7 @@ def _counts(
 
 
 def _observe_one(
-    metric: MetricSpec, ask: Callable[[str], float | None], target: IngressTarget, window: float, path: str
+    metric: MetricSpec, ask: _Asker, target: IngressTarget, window: float, path: str
 ) -> MetricObservation:
     name = metric.name
     if metric.name == "error-rate":
@@ -158,7 +172,7 @@ def _observe_one(
         )
         value = None
         if metric.quantile is not None:
-            value = ask(queries.latency_quantile(target, metric.quantile, window))
+            value = ask.figure(queries.latency_quantile(target, metric.quantile, window))
         return MetricObservation(name=name, counts=counts, value=value, bucket=bucket)
     if metric.query is None:
         return MetricObservation(name=name, error=f"{path}.query: a custom metric needs a query")

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import math
 import os
 import socket
 import ssl
@@ -485,11 +486,13 @@ class PrometheusSource:
         if isinstance(answer, Number):
             return answer.value
         if isinstance(answer, NoData):
-            return None
+            # An empty vector is no data (None); a NaN sample comes back as NaN, for the caller to judge:
+            # a count or a custom metric is never NaN (ERROR), a latency quantile is (no observations).
+            return math.nan if answer.why == "NaN" else None
         raise MetricsUnavailable(bounded(f"{where}: {answer.reason} {query}", MESSAGE_LIMIT))
 
     def query_vector(self, promql: str, *, at: float) -> list[tuple[dict[str, str], float]]:
-        """Every series of an instant query at ``at`` as (labels, value), NaN samples left out: the grouped
+        """Every series of an instant query at ``at`` as (labels, value), NaN an error: the grouped
         queries of ``analysis.batch``. Same deadline, retries, body cap and errors as `query_scalar`."""
         endpoint, client = self._endpoint, self._client
         if isinstance(endpoint, str) or client is None:

@@ -19,8 +19,10 @@ unlucky operator or an attacker could put between Songbird and its evidence:
   series with 300 kB labels, one series with labels left, NaN, +Inf, -Inf, a negative value, +Inf as a
   scalar.
 
-`EXPECTED` says what a correct client makes of each mode: `Outcome.ERROR` or `Outcome.NO_DATA` (NaN is the
-only no-data fault); `FAULTS` lists every mode but HEALTHY.
+`EXPECTED` says what a correct controller makes of each mode: `Outcome.ERROR` for every one. NaN needs a
+word: the answer parser reads a NaN sample as no data and the adapter hands it on as NaN, but a count or a
+custom metric is never NaN, so the judge makes it ERROR (only the latency quantile, a figure, reads NaN as
+"no observations"); `FAULTS` lists every mode but HEALTHY.
 
 `MARKER` is written into every body that is not a short, quotable field: after the first `REASON_LIMIT`
 characters of a long error text or label, in a page that is not JSON, in padding and in the bytes that are
@@ -84,7 +86,7 @@ class Outcome(StrEnum):
 
 
 FAULTS: tuple[Fault, ...] = tuple(f for f in Fault if f is not Fault.HEALTHY)
-EXPECTED: dict[Fault, Outcome] = {f: Outcome.NO_DATA if f is Fault.NAN else Outcome.ERROR for f in FAULTS}
+EXPECTED: dict[Fault, Outcome] = dict.fromkeys(FAULTS, Outcome.ERROR)
 
 MARKER = "songbird-fault-body"
 _TAIL = 400  # characters of filler before the marker: more than any bounded quote (config.text.REASON_LIMIT)

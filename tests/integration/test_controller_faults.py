@@ -37,14 +37,6 @@ from tests.support.fault_prometheus import FAULTS, Fault, FaultPrometheus
 
 MARGIN = 0.5  # thread scheduling on a busy machine, and the tick's writes after the deadline
 
-NO_DATA_ADVANCES = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 11 asks for no advance on any fault; analysis.decision lets an INCONCLUSIVE (no data) "
-        "step advance on time, and NaN is no data"
-    ),
-)
-
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[FaultPrometheus]:
@@ -66,9 +58,7 @@ def drive(server: FaultPrometheus, fault: Fault) -> Run:
     )
 
 
-@pytest.mark.parametrize(
-    "fault", [pytest.param(f, marks=NO_DATA_ADVANCES) if f is Fault.NAN else f for f in FAULTS], ids=str
-)
+@pytest.mark.parametrize("fault", FAULTS, ids=str)
 def test_no_fault_moves_the_rollout_past_its_first_step(server: FaultPrometheus, fault: Fault) -> None:
     run = drive(server, fault)
     assert server.received, "the fault server was never asked"

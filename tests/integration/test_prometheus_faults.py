@@ -85,6 +85,9 @@ def test_every_fault_is_an_error_or_no_data_within_the_deadline(prom: FaultProme
         assert outcome == -3.0
         assert count_problem(outcome) is not None
         return
+    if fault is Fault.NAN:  # handed on as NaN; the judge refuses it (test_no_fault_ever_passes_or_fails...)
+        assert isinstance(outcome, float) and math.isnan(outcome)
+        return
     assert outcome == EXPECTED[fault]
     if outcome is Outcome.ERROR:
         assert message.startswith(f"{prom.url}/api/v1/query: ")
