@@ -16,7 +16,8 @@ What it guarantees to the caller:
   at the deadline, so a server dribbling a byte at a time, or accepting and never answering, costs
   ``timeout`` and no more. (Name resolution happens before the socket exists and is bounded by the system
   resolver's own timeouts.)
-- A bounded answer: a body larger than ``MAX_BODY_BYTES`` (1 MiB) is an error; reading stops at the cap
+- A bounded answer: a body larger than ``MAX_BODY_BYTES`` (1 MiB; 16 MiB for a grouped `query_vector`
+  answer, which serves every rollout of the endpoint) is an error; reading stops at the cap
   (a ``Content-Length`` above it is refused before reading). Nothing is decompressed (the request says
   ``Accept-Encoding: identity`` and urllib3 is told not to decode).
 - Redirects are never followed: a 3xx is an error and no request goes to the other location.
@@ -95,6 +96,9 @@ from songbird.config.text import LABEL_LIMIT, MESSAGE_LIMIT, bounded, quoted
 MAX_RETRIES = 2
 MAX_DEADLINE = 120.0  # seconds: the longest one query may take, whatever the policy says
 MAX_BODY_BYTES = 1 << 20
+# A grouped query (`query_vector`) answers every rollout of an endpoint at once: about 3 KB a rollout for
+# the latency buckets, so 16 MiB serves a few thousand rollouts per endpoint.
+MAX_GROUPED_BODY_BYTES = 16 << 20
 _BACKOFF = 0.1  # seconds before the first retry, doubled for the next
 _CHUNK = 64 * 1024
 _QUERY_IN_ERRORS = 200  # characters of a query quoted in an error
@@ -213,6 +217,7 @@ class _Attempt:
 
     deadline: float
     guard: _Watchdog
+    cap: int = MAX_BODY_BYTES  # bytes of body, at most
     connections: list[HTTPConnection] = field(default_factory=list)
     reply: _Reply | None = None
 
@@ -287,10 +292,11 @@ def _content_length(value: str | None) -> int | None:
 
 
 def _read_body(raw: urllib3.BaseHTTPResponse, attempt: _Attempt) -> bytes:
-    """The whole body, at most ``MAX_BODY_BYTES``, each read bounded by the time left."""
+    """The whole body, at most ``attempt.cap`` bytes, each read bounded by the time left."""
+    cap = attempt.cap
     declared = _content_length(raw.headers.get("Content-Length"))
-    if declared is not None and declared > MAX_BODY_BYTES:
-        raise _Garbled(f"answer of {declared:,} bytes is larger than the {MAX_BODY_BYTES:,}-byte cap")
+    if declared is not None and declared > cap:
+        raise _Garbled(f"answer of {declared:,} bytes is larger than the {cap:,}-byte cap")
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -298,7 +304,7 @@ def _read_body(raw: urllib3.BaseHTTPResponse, attempt: _Attempt) -> bytes:
         for conn in attempt.connections:
             if conn.sock is not None:
                 conn.sock.settimeout(remaining)
-        chunk = raw.read1(min(_CHUNK, MAX_BODY_BYTES + 1 - size), decode_content=False)
+        chunk = raw.read1(min(_CHUNK, cap + 1 - size), decode_content=False)
         if not chunk:
             if attempt.spent():  # the watchdog's shutdown reads as the end
                 raise _Deadline
@@ -306,8 +312,8 @@ def _read_body(raw: urllib3.BaseHTTPResponse, attempt: _Attempt) -> bytes:
                 raise _Broken(f"answer cut short: {size:,} of {declared:,} bytes")
             return b"".join(chunks)
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _Garbled(f"answer larger than the {MAX_BODY_BYTES:,}-byte cap (reading stopped there)")
+        if size > cap:
+            raise _Garbled(f"answer larger than the {cap:,}-byte cap (reading stopped there)")
         chunks.append(chunk)
 
 
@@ -406,12 +412,13 @@ class _BoundedSession(requests.Session):
 _LIBRARY_READING = (PrometheusApiClientException, ValueError, LookupError, TypeError, RecursionError)
 
 
-def _exchange(client: PrometheusConnect, promql: str, at: float, deadline: float) -> _Reply:
-    """One GET of the query through the library, all of it before ``deadline`` (monotonic seconds)."""
+def _exchange(client: PrometheusConnect, promql: str, at: float, deadline: float, cap: int) -> _Reply:
+    """One GET of the query through the library, all of it before ``deadline`` (monotonic seconds), with
+    at most ``cap`` bytes of body."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise _Deadline
-    attempt = _Attempt(deadline=deadline, guard=_Watchdog(remaining))
+    attempt = _Attempt(deadline=deadline, guard=_Watchdog(remaining), cap=cap)
     _current.attempt = attempt
     failed: BaseException | None = None
     try:
@@ -493,7 +500,8 @@ class PrometheusSource:
 
     def query_vector(self, promql: str, *, at: float) -> list[tuple[dict[str, str], float]]:
         """Every series of an instant query at ``at`` as (labels, value), NaN an error: the grouped
-        queries of ``analysis.batch``. Same deadline, retries, body cap and errors as `query_scalar`."""
+        queries of ``analysis.batch``. Same deadline, retries and errors as `query_scalar`; the body cap is
+        ``MAX_GROUPED_BODY_BYTES``, since one answer serves every rollout of the endpoint."""
         endpoint, client = self._endpoint, self._client
         if isinstance(endpoint, str) or client is None:
             raise MetricsUnavailable(
@@ -501,7 +509,7 @@ class PrometheusSource:
             )
         where = f"{bounded(endpoint.shown, _URL_IN_ERRORS)}/api/v1/query"
         query = f"(query {_short(promql)})"
-        reply = self._get(client, promql, at, where, query)
+        reply = self._get(client, promql, at, where, query, cap=MAX_GROUPED_BODY_BYTES)
         if reply.status != 200:
             detail = error_text(decode(reply.body)) if reply.body else None
             raise MetricsUnavailable(
@@ -517,7 +525,16 @@ class PrometheusSource:
             raise MetricsUnavailable(bounded(f"{where}: {found} {query}", MESSAGE_LIMIT))
         return found
 
-    def _get(self, client: PrometheusConnect, promql: str, at: float, where: str, query: str) -> _Reply:
+    def _get(
+        self,
+        client: PrometheusConnect,
+        promql: str,
+        at: float,
+        where: str,
+        query: str,
+        *,
+        cap: int = MAX_BODY_BYTES,
+    ) -> _Reply:
         """The answer to the query, after at most ``retries`` retries, all before the deadline."""
         deadline = time.monotonic() + self.timeout
         attempt = 0
@@ -526,7 +543,7 @@ class PrometheusSource:
             failure: str
             cause: BaseException | None = None
             try:
-                reply = _exchange(client, promql, at, deadline)
+                reply = _exchange(client, promql, at, deadline, cap)
             except _Deadline as exc:
                 raise PrometheusUnreachable(
                     f"{where}: no answer within {self.timeout:g} s ({attempt} attempt"

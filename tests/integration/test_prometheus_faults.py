@@ -24,7 +24,10 @@ Covers, for every fault mode:
 
 from __future__ import annotations
 
+import http.server
+import json
 import math
+import threading
 import time
 from collections.abc import Iterator
 
@@ -33,7 +36,12 @@ import pytest
 from songbird.analysis.answer import count_problem
 from songbird.analysis.evaluate import PrometheusEvaluator
 from songbird.analysis.observe import observe
-from songbird.analysis.prometheus import PrometheusSource, PrometheusUnreachable
+from songbird.analysis.prometheus import (
+    MAX_BODY_BYTES,
+    MAX_GROUPED_BODY_BYTES,
+    PrometheusSource,
+    PrometheusUnreachable,
+)
 from songbird.analysis.queries import IngressTarget, Version, requests
 from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import Verdict
@@ -246,3 +254,41 @@ def test_a_negative_count_is_an_error_and_a_negative_custom_value_a_value() -> N
     assert error_rate.error is not None and "negative count -3" in error_rate.error
     assert latency.error is not None and "negative count -3" in latency.error
     assert (floor.value, floor.error, ceiling.value, ceiling.error) == (-3.0, None, -3.0, None)
+
+
+def test_a_grouped_answer_may_exceed_the_single_answer_cap() -> None:
+    """One grouped answer serves every rollout of an endpoint: 2 MiB of series is read whole by
+    `query_vector`, and refused by `query_scalar` (1 MiB)."""
+    series = [
+        {"metric": {"namespace": f"team-{i}", "ingress": "web", "canary": ""}, "value": [AT, "12"]}
+        for i in range(30_000)
+    ]
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}}).encode()
+    assert MAX_BODY_BYTES < len(body) < MAX_GROUPED_BODY_BYTES
+
+    class Big(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Big)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with PrometheusSource(f"http://127.0.0.1:{server.server_port}", timeout=5.0) as source:
+            found = source.query_vector("sum by (namespace, ingress, canary) (x)", at=AT)
+            assert len(found) == 30_000 and found[0] == (
+                {"namespace": "team-0", "ingress": "web", "canary": ""},
+                12.0,
+            )
+            with pytest.raises(MetricsUnavailable, match="larger than the 1,048,576-byte cap"):
+                source.query_scalar("x", at=AT)
+    finally:
+        server.shutdown()
+        server.server_close()
