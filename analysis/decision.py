@@ -130,14 +130,7 @@ def decide(
             reason=state.reason,
             target=_rolled_back(state, facts),
         )
-    return Decision(  # finished or idle
-        state=state,
-        action=Action.HOLD,
-        cause=state.cause,
-        cause_metric=state.cause_metric,
-        reason=state.reason,
-        target=None,
-    )
+    return _as_it_was(state, target=None)  # finished or idle
 
 
 def _needs_start(state: RolloutState, facts: Facts) -> bool:
@@ -200,14 +193,7 @@ def _deleting(policy: Policy, state: RolloutState, facts: Facts, now: float) -> 
     routed = facts.route is not None and facts.route.canary_service is not None
     if state.phase in ACTIVE or routed:
         return _rollback(state, facts, Cause.POLICY_DELETED, "policy deleted: withdrawing the canary", now)
-    return Decision(
-        state=state,
-        action=Action.HOLD,
-        cause=state.cause,
-        cause_metric=state.cause_metric,
-        reason=state.reason,
-        target=None,
-    )
+    return _as_it_was(state, target=None)
 
 
 def _start(policy: Policy, state: RolloutState, facts: Facts, now: float) -> Decision:
@@ -261,6 +247,18 @@ def _target(
             policy, policy.steps[0] if replicas_for is None else replicas_for, state.total_replicas
         ),
         stable_replicas=state.total_replicas,
+    )
+
+
+def _as_it_was(state: RolloutState, *, target: Target | None) -> Decision:
+    """Hold with the state, its cause and its reason unchanged (nothing new to say)."""
+    return Decision(
+        state=state,
+        action=Action.HOLD,
+        cause=state.cause,
+        cause_metric=state.cause_metric,
+        reason=state.reason,
+        target=target,
     )
 
 
@@ -562,14 +560,7 @@ def _promoting(policy: Policy, state: RolloutState, facts: Facts, now: float) ->
         stable_replicas=total,
     )
     if now - state.promoted_at < policy.promotion.scale_down_delay:
-        return Decision(
-            state=state,
-            action=Action.HOLD,
-            cause=state.cause,
-            cause_metric=state.cause_metric,
-            reason=state.reason,
-            target=switched,
-        )
+        return _as_it_was(state, target=switched)
     reason = f"succeeded: {state.canary} is the stable version; {state.stable} scaled to 0"
     done = _said(replace(state, phase=Phase.SUCCEEDED, updated_at=now), Cause.SUCCEEDED, reason)
     return Decision(
