@@ -32,9 +32,8 @@ from dataclasses import dataclass, replace
 
 from songbird.analysis import queries
 from songbird.analysis.answer import count_problem
-from songbird.analysis.prometheus import PrometheusUnreachable
 from songbird.analysis.queries import IngressTarget, LatencyBucket, Version
-from songbird.analysis.source import MetricsSource
+from songbird.analysis.source import MetricsSource, PrometheusUnreachable
 from songbird.analysis.verdict import WindowCounts
 from songbird.config.errors import MetricsUnavailable, PolicyError
 from songbird.config.policy import MetricSpec, Policy

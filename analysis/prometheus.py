@@ -8,9 +8,10 @@ from what the library made of them.
 What it guarantees to the caller:
 - One answer, one number: an instant query evaluated at an explicit time (``time=``), so the same tick
   always asks about the same window. The answer is read by `analysis.answer` (the one parser): a finite
-  number, None for no data (an empty result or NaN), or `MetricsUnavailable` with a short reason for
-  anything else (several series, labels left after aggregation, ±Inf, a value of the wrong JSON type, a
-  range vector, an error answer, bytes that are not JSON). No other exception leaves `query_scalar`.
+  number (a NaN sample handed on as NaN, for the judge to refuse), None for no data (an empty result), or
+  `MetricsUnavailable` with a short reason for anything else (several series, labels left after
+  aggregation, ±Inf, a value of the wrong JSON type, a range vector, an error answer, bytes that are not
+  JSON). No other exception leaves `query_scalar`.
 - A total deadline: ``timeout`` seconds (at most ``MAX_DEADLINE``) for the whole query, connect, TLS, the
   request, the headers, every byte of the body and every retry together. A watchdog shuts the socket down
   at the deadline, so a server dribbling a byte at a time, or accepting and never answering, costs
@@ -89,6 +90,7 @@ from urllib3.util.retry import Retry
 
 from songbird.analysis.answer import NoData, Number, decode, error_text, read_body
 from songbird.analysis.batch import read_vector
+from songbird.analysis.source import PrometheusUnreachable
 from songbird.config.errors import MetricsUnavailable
 from songbird.config.policy import PrometheusSource as PrometheusSettings
 from songbird.config.text import LABEL_LIMIT, MESSAGE_LIMIT, bounded, quoted
@@ -110,12 +112,6 @@ _NO_RETRY = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0, res
 
 def _short(promql: str) -> str:
     return bounded(" ".join(promql[: _QUERY_IN_ERRORS * 4].split()), _QUERY_IN_ERRORS)
-
-
-class PrometheusUnreachable(MetricsUnavailable):
-    """Prometheus itself did not answer (refused, reset, no answer by the deadline, 5xx or 429 after the
-    retries): later queries of the same evaluation would fare no better, so callers may skip them. A bad
-    query or an unusable answer is the plain `MetricsUnavailable`: only that query is affected."""
 
 
 @dataclass(frozen=True, kw_only=True)

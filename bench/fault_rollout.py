@@ -30,7 +30,7 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.evaluator import PrometheusEvaluator
 from songbird.analysis.state import STATUS_ANNOTATION, Phase, RolloutState
 from songbird.bench.fake_cluster import FakeClock, FakeCluster, reconciler_over
 from songbird.bench.fault_prometheus import MARKER, Fault

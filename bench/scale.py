@@ -45,7 +45,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.evaluator import PrometheusEvaluator
 from songbird.analysis.state import RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.bench.scale_fakes import CADENCE, PREFIX, CpuMeter, FakeApi, FakePrometheus, seed_objects

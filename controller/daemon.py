@@ -30,7 +30,7 @@ from types import FrameType
 
 import structlog
 
-from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.evaluator import PrometheusEvaluator
 from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import POLICY_LABEL

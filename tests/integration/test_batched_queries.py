@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from songbird.analysis import batch
-from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.evaluator import PrometheusEvaluator
 from songbird.analysis.observe import observe
 from songbird.analysis.prometheus import PrometheusSource
 from songbird.analysis.queries import IngressTarget

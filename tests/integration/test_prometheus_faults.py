@@ -1,5 +1,5 @@
 """A Prometheus that misbehaves in every way `tests.support.fault_prometheus.Fault` lists, met by the adapter
-(`analysis.prometheus.PrometheusSource`) and by the judge (`analysis.evaluate.PrometheusEvaluator`) over
+(`analysis.prometheus.PrometheusSource`) and by the judge (`analysis.evaluator.PrometheusEvaluator`) over
 real HTTP on 127.0.0.1.
 
 Covers, for every fault mode:
@@ -34,7 +34,7 @@ from collections.abc import Iterator
 import pytest
 
 from songbird.analysis.answer import count_problem
-from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.evaluator import PrometheusEvaluator
 from songbird.analysis.observe import observe
 from songbird.analysis.prometheus import (
     MAX_BODY_BYTES,

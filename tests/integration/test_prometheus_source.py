@@ -7,7 +7,8 @@ Covers:
 - the canary-label trap: canary traffic is found through ``canary!=""`` while a query on the canary Service
   name finds nothing;
 - the canary's latency quantile and slow-request count from the histogram;
-- no data (before any sample, unknown Ingress, 0/0) is None; several series are an error naming the query;
+- no data (before any sample, unknown Ingress) is None, a NaN answer (0/0) is handed on as NaN; several
+  series are an error naming the query;
 - live mode: a local exporter scraped every second is seen through the adapter;
 - a refused port, a server that accepts and never answers, 503s and a 422 all become MetricsUnavailable
   with the URL (PrometheusUnreachable unless only the query is at fault), within the query's deadline
@@ -17,6 +18,7 @@ Covers:
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -101,12 +103,13 @@ def test_error_share_and_latency(source: PrometheusSource) -> None:
     assert source.query_scalar(stable_slow, at=AT) == 80.0
 
 
-def test_no_data_is_none(source: PrometheusSource) -> None:
+def test_no_data_is_none_and_nan_is_handed_on(source: PrometheusSource) -> None:
     assert source.query_scalar(queries.requests(TARGET, Version.CANARY, 60), at=T0 - 3600) is None
     other = IngressTarget(namespace="shop", ingress="search", canary="search-v2", stable="search-v1")
     assert source.query_scalar(queries.error_share(other, 60), at=AT) is None
-    assert source.query_scalar("0 / 0", at=AT) is None  # a scalar NaN
-    assert source.query_scalar("vector(1) / vector(0) * 0", at=AT) is None  # a vector NaN
+    # NaN is not "no data" for the adapter: the judge decides (ERROR for a count or a custom metric).
+    assert math.isnan(source.query_scalar("0 / 0", at=AT) or 0.0)  # a scalar NaN
+    assert math.isnan(source.query_scalar("vector(1) / vector(0) * 0", at=AT) or 0.0)  # a vector NaN
 
 
 def test_scalar_result(source: PrometheusSource) -> None:

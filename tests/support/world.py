@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from songbird.analysis.evaluate import PrometheusEvaluator
+from songbird.analysis.evaluator import PrometheusEvaluator
 from songbird.analysis.state import Evaluation, RolloutState
 from songbird.bench.fake_cluster import FakeClock
 from songbird.controller.kube import KubeClient
