@@ -31,7 +31,8 @@ answered with finite, non-negative counts (shared-outage windows left out). Ever
 from the comparison or from the sparse rule, stands only when the canary has served ``max(minRequests, 1)``
 fresh requests and the current window holds canary requests; otherwise it is INCONCLUSIVE. The fresh
 counts are kept in the metric's evidence (``fresh:`` keys, reset when the step or weight changes) and
-shown as ``fresh_canary_requests`` / ``fresh_canary_bad`` figures. The rollback side is never gated.
+shown as ``fresh_canary_requests`` / ``fresh_canary_bad`` figures. A custom metric's PASS stands only when
+its ``analysis.window`` lies inside the current step (`_custom_fresh`). The rollback side is never gated.
 """
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ def _inside_step(state: RolloutState) -> bool:
     return last is None or began is None or last >= began
 
 
+def _custom_fresh(result: MetricResult, seen: MetricObservation, state: RolloutState) -> MetricResult:
+    """A custom metric's PASS stands only when its query window lies inside the current step (so the value
+    measured the canary at the weight being certified); otherwise it is INCONCLUSIVE. FAIL and ERROR stand
+    as they are: the rollback side is never gated."""
+    started = state.step_started_at
+    if result.verdict is not Verdict.PASS or started is None or seen.at - seen.window >= started - 1e-6:
+        return result
+    reason = (
+        f"its {seen.window:g}s window reaches back before step {state.step + 1} started at "
+        f"{state.weight:g}% ({seen.at - started:.0f}s ago): inconclusive ({result.reason})"
+    )
+    return replace(result, verdict=Verdict.INCONCLUSIVE, reason=reason)
+
+
 def judge(
     policy: Policy,
     state: RolloutState,
@@ -178,5 +193,6 @@ def judge(
         worst = max(compared, key=lambda r: r.figures.e_bad or 0.0)
         by_name[worst.name] = replace(worst, verdict=Verdict.FAIL, decisive=True, reason=mean_rule.reason)
     for seen in custom:
-        by_name[seen.name] = threshold.judge_threshold(seen, specs[seen.name], min_requests=min_requests)
+        result = threshold.judge_threshold(seen, specs[seen.name], min_requests=min_requests)
+        by_name[seen.name] = _custom_fresh(result, seen, state)
     return tuple(by_name[m.name] for m in policy.analysis.metrics if m.name in by_name), evidence

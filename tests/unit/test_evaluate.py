@@ -3,7 +3,8 @@ and evidence out. Covers the multi-metric mean rule (rollback when the mean of t
 reaches 1/alpha although none reaches K/alpha alone), the sparse rule (no bad events on either side: pass
 once minRequests are served under the ceiling), an unobservable metric as ERROR without touching the
 others' evidence, evidence carried from one evaluation to the next through the state, and the stable's
-pre-rollout history taking the sparse rule's place when it holds bad events."""
+pre-rollout history taking the sparse rule's place when it holds bad events, and a custom metric's PASS
+only when its window lies inside the current step."""
 
 from __future__ import annotations
 
@@ -111,3 +112,29 @@ analysis: {minRequests: 100, metrics: [{name: error-rate}]}
     assert verdicts[0] is Verdict.INCONCLUSIVE and verdicts[-1] is Verdict.PASS
     assert results[0].figures.sparse is None and (results[0].figures.e_good or 0.0) >= 20
     assert state.evidence["error-rate"]["history:bad"] == 1_080.0  # kept in the state as read
+
+
+CUSTOM = load_policy_yaml("""
+ingress: nginx
+canary: {deployment: v2, service: v2}
+steps: [10, 50]
+analysis:
+  window: 1m
+  metrics: [{name: queue-depth, query: 'sum(q{namespace="{{ namespace }}"})', max: 10}]
+""")
+
+
+def test_a_custom_pass_needs_its_window_inside_the_step() -> None:
+    """The query's window must have measured the canary at the weight in force: a window reaching back
+    before the step started passes nothing (INCONCLUSIVE); a failing value still fails."""
+    at = 1_000_000.0
+    state = RolloutState(step=1, weight=50.0, step_started_at=at - 20)
+    good = MetricObservation(name="queue-depth", value=3.0, at=at, window=60.0)
+    (early,), _ = judge(CUSTOM, state, (), (good,))
+    assert early.verdict is Verdict.INCONCLUSIVE
+    assert early.reason.startswith("its 60s window reaches back before step 2 started at 50% (20s ago)")
+    (later,), _ = judge(CUSTOM, replace(state, step_started_at=at - 60), (), (good,))
+    assert later.verdict is Verdict.PASS
+    bad = replace(good, value=30.0)
+    (failed,), _ = judge(CUSTOM, state, (), (bad,))
+    assert failed.verdict is Verdict.FAIL
