@@ -263,6 +263,7 @@ class Informer:
             if self._stop.is_set():
                 break
             delivered = True
+            self.error = ""  # the stream answers again: readiness need not wait for it to end
             kind = event.get("type")
             obj = event.get("object")
             if not isinstance(obj, dict):
