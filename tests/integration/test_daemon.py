@@ -47,7 +47,11 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
 
 
 @contextmanager
-def controller(kube: KubeEmulator, identity: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def controller(
+    kube: KubeEmulator, identity: str, log: Path, *extra: str, namespaces: str = "default"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`songbird run` as a process against the emulator, with ``extra`` flags; killed on exit (resumed
+    first, in case a test stopped it with SIGSTOP)."""
     env = {**os.environ, "POD_NAME": identity}
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -59,7 +63,7 @@ def controller(kube: KubeEmulator, identity: str, log: Path) -> Iterator[subproc
                 "--kubeconfig",
                 str(kube.kubeconfig_path),
                 "--namespaces",
-                "default",
+                namespaces,
                 "--metrics-address",
                 "127.0.0.1:0",
                 "--lease-namespace",
@@ -68,6 +72,7 @@ def controller(kube: KubeEmulator, identity: str, log: Path) -> Iterator[subproc
                 "1",
                 "--log-level",
                 "info",
+                *extra,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -77,6 +82,7 @@ def controller(kube: KubeEmulator, identity: str, log: Path) -> Iterator[subproc
             yield proc
         finally:
             if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
                 proc.kill()
                 proc.wait(timeout=10)
 

@@ -19,8 +19,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_daemon import holder, wait_for
+from tests.integration.test_daemon import controller, holder, wait_for
 from tests.support.clusters import EmulatedCluster
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.world import policy_configmap, seed
@@ -114,43 +112,6 @@ def answering_endpoint() -> Iterator[tuple[str, list[float]]]:
         server.server_close()
 
 
-@contextmanager
-def songbird(
-    kube: KubeEmulator, identity: str, log: Path, *extra: str, namespaces: str = "default"
-) -> Iterator[subprocess.Popen[bytes]]:
-    env = {**os.environ, "POD_NAME": identity}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "songbird.controller.cli",
-                "run",
-                "--kubeconfig",
-                str(kube.kubeconfig_path),
-                "--namespaces",
-                namespaces,
-                "--metrics-address",
-                "127.0.0.1:0",
-                "--lease-namespace",
-                "default",
-                "--resync",
-                "1",
-                *extra,
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.kill()
-                proc.wait(timeout=10)
-
-
 def kubelet_all(kube: KubeEmulator, namespaces: list[str]) -> None:
     for namespace in namespaces:
         EmulatedCluster(kube, namespace).kubelet()
@@ -164,7 +125,7 @@ def test_sigterm_with_25_policies_in_flight_exits_within_10s(tmp_path: Path) -> 
             seed(kube, namespace)
             cm = policy_configmap(policy(silent, timeout="1h"), namespace=namespace)
             kube.put("ConfigMap", namespace, cm)
-        with songbird(
+        with controller(
             kube, "replica-a", tmp_path / "a.log", "--prometheus-max-timeout", "60", namespaces=""
         ) as proc:
             wait_for("a leader", lambda: holder(kube) == "replica-a")
@@ -195,7 +156,7 @@ def test_a_silent_prometheus_does_not_delay_other_rollouts(tmp_path: Path) -> No
             )
         seed(kube, "fast")
         kube.put("ConfigMap", "fast", policy_configmap(policy(healthy), namespace="fast"))
-        with songbird(
+        with controller(
             kube,
             "replica-a",
             tmp_path / "a.log",
@@ -228,10 +189,10 @@ def test_a_paused_leader_never_writes_after_its_lease_expired(tmp_path: Path) ->
         kube.put("ConfigMap", "default", policy_configmap(policy(silent)))
         # a manages the default namespace; b, which shares the Lease, manages another one: every write to
         # the default namespace (Leases aside) can only come from a.
-        with songbird(kube, "replica-a", tmp_path / "a.log", *timing) as a:
+        with controller(kube, "replica-a", tmp_path / "a.log", *timing) as a:
             wait_for("a to lead", lambda: holder(kube) == "replica-a")
             wait_for("a to start the rollout", lambda: kube.get("Ingress", "default", "nginx-canary"))
-            with songbird(kube, "replica-b", tmp_path / "b.log", *timing, namespaces="other") as b:
+            with controller(kube, "replica-b", tmp_path / "b.log", *timing, namespaces="other") as b:
                 time.sleep(1)
                 os.kill(a.pid, signal.SIGSTOP)
                 wait_for("b to take over", lambda: holder(kube) == "replica-b", timeout=20)
@@ -267,7 +228,7 @@ def test_no_get_or_list_in_steady_state(tmp_path: Path) -> None:
     with KubeEmulator() as kube, answering_endpoint() as (healthy, queried):
         seed(kube)
         kube.put("ConfigMap", "default", policy_configmap(policy(healthy)))
-        with songbird(kube, "replica-a", tmp_path / "a.log"):
+        with controller(kube, "replica-a", tmp_path / "a.log"):
             wait_for("a to lead", lambda: holder(kube) == "replica-a")
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline:  # the rollout starts and settles (hold at step 1)
