@@ -1,7 +1,10 @@
 """The ``songbird`` command line.
 
 songbird run       the controller daemon (kubeconfig from --kubeconfig, KUBECONFIG or in-cluster)
-songbird status    the rollout status of policy ConfigMaps, read from the cluster
+songbird status    the rollout status of policy ConfigMaps, read from the cluster (--watch: live)
+songbird history   the steps and verdicts of the current or last rollout
+songbird promote|abort|pause|resume|retry NAME
+                   operate a rollout by hand (controller/commands_cli.py); as `kubectl songbird ...` too
 songbird validate  check a policy file offline, with the field path of every error
 songbird schema    print the policy's JSON Schema
 songbird bench     benchmarks: decisions (bench/decision_quality.py), robustness (bench/robustness.py)
@@ -12,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
-from songbird.analysis.state import RolloutState
 from songbird.config.errors import PolicyError, SongbirdError
+from songbird.config.fields import parse_duration
 from songbird.config.loader import MAX_MANIFEST_BYTES, load_policy_file
 
 
@@ -52,32 +57,112 @@ def _run(args: argparse.Namespace) -> int:
     return controller.run()
 
 
-def _status(args: argparse.Namespace) -> int:
-    from songbird.controller.kube import KubeClient  # noqa: PLC0415
-    from songbird.controller.reconciler import read_state  # noqa: PLC0415
+def _kube(args: argparse.Namespace, *, watching: bool = False) -> Any:
+    from songbird.controller.kube import ApiSettings, KubeClient  # noqa: PLC0415
 
-    kube = KubeClient.from_config(args.kubeconfig)
+    # A person waits on these calls: short timeouts, and in --watch a single attempt per refresh so a dead
+    # API server shows as "unreachable" within seconds instead of freezing the screen.
+    settings = (
+        ApiSettings(connect_timeout=1.0, read_timeout=2.0, attempts=1, budget=2.5)
+        if watching
+        else ApiSettings(connect_timeout=2.0, read_timeout=5.0, attempts=2, budget=6.0)
+    )
+    return KubeClient.from_config(args.kubeconfig, context=args.context, settings=settings)
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    """``-n``, else the kubeconfig context's namespace, else ``default`` (as kubectl chooses)."""
+    from songbird.controller.kube import KubeClient  # noqa: PLC0415
+
+    return str(args.namespace or KubeClient.context_namespace(args.kubeconfig, args.context) or "default")
+
+
+def _query(args: argparse.Namespace) -> Any:
+    from songbird.controller.status_cli import Query  # noqa: PLC0415
+
+    return Query(name=args.name, namespaces=None if args.all_namespaces else [_namespace(args)])
+
+
+def _status(args: argparse.Namespace) -> int:
+    from songbird.controller import status_cli  # noqa: PLC0415
+
+    output = "json" if args.output == "json" else "text"
+    kube = _kube(args, watching=args.watch)
     try:
-        configmaps = kube.list_policies([args.namespace] if args.namespace else None)
+        if args.watch:
+            return status_cli.watch(kube, _query(args), output=output, out=sys.stdout)
+        return status_cli.show(kube, _query(args), output=output, now=time.time(), out=sys.stdout)
     finally:
         kube.close()
-    rows = []
-    for cm in configmaps:
-        meta = cm.get("metadata") or {}
-        if args.name and meta.get("name") != args.name:
-            continue
-        try:
-            state = read_state(cm)
-        except ValueError as exc:
-            state = RolloutState(reason=f"unreadable status: {exc}")
-        rows.append((f"{meta.get('namespace')}/{meta.get('name')}", state))
-    if args.output == "json":
-        print(json.dumps({k: json.loads(s.to_json()) for k, s in rows}, indent=2))
-        return 0
-    print(f"{'ROLLOUT':32} {'PHASE':12} {'STEP':>4} {'WEIGHT':>6}  REASON")
-    for key, s in rows:
-        print(f"{key:32} {s.phase.value:12} {s.step + 1:>4} {s.weight:>5g}%  {s.reason}")
-    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from songbird.controller import status_cli  # noqa: PLC0415
+
+    kube = _kube(args)
+    try:
+        return status_cli.history(kube, _query(args), output=args.output, now=time.time(), out=sys.stdout)
+    finally:
+        kube.close()
+
+
+def _command(args: argparse.Namespace) -> int:
+    from songbird.controller.command_request import CommandRequest  # noqa: PLC0415
+    from songbird.controller.commands_cli import report, send  # noqa: PLC0415
+
+    request = CommandRequest.new(args.command, step=bool(getattr(args, "step", False)))
+    namespace = _namespace(args)
+    kube = _kube(args)
+    try:
+        outcome = send(kube, namespace=namespace, name=args.name, request=request, timeout=args.timeout)
+    finally:
+        kube.close()
+    return report(outcome, output=args.output)
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-n", "--namespace", help="the policy's namespace (default: the kubeconfig context's)")
+    p.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context (default: the current one)")
+
+
+_COMMAND_HELP = {
+    "promote": "promote now, skipping the remaining steps and the analysis (--step: advance one step)",
+    "abort": "roll back now",
+    "pause": "hold at the current weight (a decisive FAIL still rolls back)",
+    "resume": "continue a paused rollout",
+    "retry": "start a Failed rollout again from the first step",
+}
+
+
+def _operator_commands(sub: Any) -> None:
+    """promote, abort, pause, resume, retry NAME (controller.commands_cli), and history NAME."""
+    for command, help_text in _COMMAND_HELP.items():
+        p = sub.add_parser(command, help=help_text, description=help_text)
+        p.add_argument("name", help="the policy ConfigMap")
+        _cluster_options(p)
+        if command == "promote":
+            p.add_argument("--step", action="store_true", help="advance one step instead of promoting")
+        p.add_argument(
+            "--timeout",
+            type=_duration,
+            default=30.0,
+            help="how long to wait for the controller's answer (default 30s)",
+        )
+        p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+        p.set_defaults(fn=_command)
+    history = sub.add_parser("history", help="the steps and verdicts of the current or last rollout")
+    history.add_argument("name", help="the policy ConfigMap")
+    _cluster_options(history)
+    history.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    history.set_defaults(fn=_history, all_namespaces=False)
 
 
 def validate_file(path: str) -> str | None:
@@ -159,8 +244,8 @@ def _lab(args: argparse.Namespace) -> int:
     return _delegate(_LAB, args.rest)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="songbird", description="Progressive delivery for Kubernetes.")
+def parser(prog: str = "songbird") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Progressive delivery for Kubernetes.")
     # The installed distribution's version: pyproject.toml's `version`, also the image tag and appVersion.
     p.add_argument("--version", action="version", version=f"songbird {metadata.version('songbird')}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -199,12 +284,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-period", type=float, default=2.0, help="seconds between Lease rounds")
     run.set_defaults(fn=_run)
 
-    status = sub.add_parser("status", help="show rollout status")
+    status = sub.add_parser("status", help="show rollout status (NAME: one rollout in detail)")
     status.add_argument("name", nargs="?")
-    status.add_argument("-n", "--namespace")
-    status.add_argument("--kubeconfig")
-    status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    _cluster_options(status)
+    status.add_argument("-A", "--all-namespaces", action="store_true", help="policies in every namespace")
+    status.add_argument("-w", "--watch", action="store_true", help="redraw every second until Ctrl-C")
+    status.add_argument("-o", "--output", choices=["text", "table", "json"], default="text")
     status.set_defaults(fn=_status)
+    _operator_commands(sub)
 
     validate = sub.add_parser("validate", help="check policy files (policy.yaml or a ConfigMap manifest)")
     validate.add_argument("files", nargs="+")
@@ -247,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for prefix, target in _DELEGATED.items():
             if tuple(args_list[: len(prefix)]) == prefix:
                 return _delegate(target, args_list[len(prefix) :])
-        args = parser().parse_args(args_list)
+        # Installed as kubectl-songbird, kubectl runs it as a plugin: `kubectl songbird promote NAME`.
+        plugin = os.path.basename(sys.argv[0]).startswith("kubectl-")
+        args = parser("kubectl songbird" if plugin else "songbird").parse_args(args_list)
         return int(args.fn(args))
     except SongbirdError as exc:
         print(f"songbird: {exc}", file=sys.stderr)

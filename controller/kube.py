@@ -64,6 +64,9 @@ _RETRYABLE = frozenset({429, 500, 502, 503, 504})
 # The client's loaders and ApiClient carry no annotations; they are used through these typed names.
 _load_kube_config: Callable[..., None] = kube_config.load_kube_config
 _load_incluster_config: Callable[..., None] = kube_config.load_incluster_config
+_list_contexts: Callable[..., tuple[list[dict[str, Any]], dict[str, Any]]] = (
+    kube_config.list_kube_config_contexts
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,6 +252,19 @@ class KubeClient:
     def close(self) -> None:
         self._api.close()
 
+    @staticmethod
+    def context_namespace(kubeconfig: str | Path | None = None, context: str | None = None) -> str | None:
+        """The namespace of the kubeconfig's current (or named) context, as kubectl uses it when no
+        ``-n`` is given; None when the kubeconfig names none or cannot be read."""
+        path = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG")
+        try:
+            contexts, active = _list_contexts(config_file=path)
+        except (kube_config.ConfigException, OSError, TypeError, ValueError):
+            return None
+        chosen = next((c for c in contexts or [] if c.get("name") == context), None) if context else active
+        namespace = ((chosen or {}).get("context") or {}).get("namespace")
+        return str(namespace) if namespace else None
+
     # -- ClusterReader ----------------------------------------------------------------------------------
 
     def get(self, kind: Kind, namespace: str, name: str) -> Obj | None:
@@ -373,7 +389,17 @@ class KubeClient:
 
     # -- ClusterWriter ----------------------------------------------------------------------------------
 
-    def patch(self, kind: Kind, namespace: str, name: str, patch: Mapping[str, Any]) -> Obj:
+    def patch(
+        self,
+        kind: Kind,
+        namespace: str,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        field_manager: str | None = None,
+    ) -> Obj:
+        """A JSON merge patch. ``field_manager`` is sent as ``?fieldManager=`` so the API server records
+        the writer in ``managedFields`` (the CLI's ``songbird-cli``, shown as who asked for a command)."""
         return self._call(
             "patch",
             _RESOURCES[kind],
@@ -381,6 +407,7 @@ class KubeClient:
             namespace=namespace,
             name=name,
             body=dict(patch),
+            query=[("fieldManager", field_manager)] if field_manager else None,
             content_type=MERGE_PATCH,
         )
 
