@@ -48,7 +48,7 @@ def _figure(value: float) -> str:
 
 
 def ago(at: Any, now: float) -> str:
-    """``12s ago``, ``3m ago``, ``2h ago``; empty for a missing time."""
+    """``12s ago``, ``3m ago``, ``2h ago``, ``3d ago``; empty for a missing time."""
     t = _num(at)
     if t is None:
         return ""
@@ -57,7 +57,9 @@ def ago(at: Any, now: float) -> str:
         return f"{seconds:.0f}s ago"
     if seconds < 7200:
         return f"{seconds / 60:.0f}m ago"
-    return f"{seconds / 3600:.0f}h ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
 
 
 def rfc3339(at: Any) -> str:
