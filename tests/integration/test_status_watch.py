@@ -1,8 +1,9 @@
 """`songbird status NAME --watch` in a real terminal: a detached tmux session runs it against the API
 emulator; the test reads the screen with capture-pane. Covers: the first view (phase, step, weight, each
 metric's verdict), a change of the status in the cluster redrawn in place within seconds (new phase, weight,
-the PAUSED flag, the last command), the API server going away shown as an "unreachable" line while the
-watch keeps running, and Ctrl-C ending it with exit code 0. Skipped, with the reason shown, only when
+the PAUSED flag, the last command), an API server that never answers and then one that is gone shown as an
+"unreachable" line (with the cause) under the last view while the watch keeps running, and Ctrl-C ending
+it with exit code 0. Skipped, with the reason shown, only when
 tmux is not installed (`make system-deps` installs it).
 """
 
@@ -142,9 +143,16 @@ def test_watch_redraws_on_change_survives_a_dead_api_and_ends_on_ctrl_c(tmux: Tm
         )
         assert "last command: pause: executed at 2026-12-01T19:00:00Z by songbird-cli (id c1)" in redrawn
         assert "Progressing" not in redrawn  # redrawn in place, not appended
-    # The emulator is stopped: the watch must say so and keep running.
-    dead = tmux.wait_for(lambda s: "API server unreachable since" in s, "the unreachable line", timeout=15)
-    assert "Paused  step 2/5  weight 20%" in dead  # the last view stays on screen
+        # An API server that accepts requests and never answers: each read times out, the watch says so.
+        kube.hang("ConfigMap", seconds=120, times=1000)
+        hung = tmux.wait_for(
+            lambda s: "API server unreachable since" in s, "the unreachable line", timeout=15
+        )
+        assert "timed out" in hung, hung
+        assert "Paused  step 2/5  weight 20%" in hung  # the last view stays on screen
+    # The emulator is gone altogether: the watch still runs and says why.
+    dead = tmux.wait_for(lambda s: "Connection refused" in s, "the refused connection", timeout=15)
+    assert "API server unreachable since" in dead and "Paused  step 2/5  weight 20%" in dead
     assert not exit_file.exists()
     tmux("send-keys", "-t", "watch", "C-c")
     deadline = time.monotonic() + 15
