@@ -5,8 +5,9 @@ field manager `songbird-cli`, leaving the policy text untouched, and print the c
 executed, 1 refused, 2 not sent (no such policy, a ConfigMap that is not a policy, RBAC refusing the
 patch: the API's message names the object), 3 no answer in time (the command stays pending on the
 ConfigMap); `--output json` prints one JSON object in every case; `-n` and the kubeconfig context's
-namespace; a command that replaces an unanswered one says so; `songbird status NAME` shows the paused
-flag and the last command, `songbird history NAME` the evaluations (text and JSON); and the same entry
+namespace; a command that replaces an unanswered one says so; `songbird status` lists the context
+namespace's rollouts (`-A` every namespace's, `-n` one), exits 2 for a missing one, and with NAME shows
+the paused flag and the last command; `songbird history NAME` the evaluations (text and JSON); and the same entry
 point as a kubectl plugin (`kubectl songbird promote NAME`, the real kubectl binary finding
 `kubectl-songbird` on PATH).
 
@@ -318,3 +319,23 @@ def test_kubectl_runs_it_as_a_plugin(kube: KubeEmulator) -> None:
         env=env,
     )
     assert usage.returncode == 0 and usage.stdout.startswith("usage: kubectl songbird promote")
+
+
+def test_status_scope_context_namespace_all_namespaces_and_a_missing_rollout(kube: KubeEmulator) -> None:
+    config = str(kube.kubeconfig_path)
+    seed(
+        kube, namespace="shop", status={"phase": "Failed", "step": 4, "weight": 0.0, "reason": "rolled back"}
+    )
+    here = songbird("status", "--kubeconfig", config)
+    assert here.returncode == 0, here.stderr
+    assert [line.split()[0] for line in here.stdout.splitlines()[1:]] == ["default/nginx-rollout"]
+    everywhere = songbird("status", "-A", "--kubeconfig", config, "-o", "json")
+    assert {k: v["phase"] for k, v in json.loads(everywhere.stdout).items()} == {
+        "default/nginx-rollout": "Progressing",
+        "shop/nginx-rollout": "Failed",
+    }
+    shop = songbird("status", NAME, "-n", "shop", "--kubeconfig", config)
+    assert shop.stdout.splitlines()[0] == "shop/nginx-rollout  Failed  step 5/5  weight 0%"
+    missing = songbird("status", "nope", "--kubeconfig", config)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == "songbird: ConfigMap nope: no Songbird policy named 'nope' in default"
