@@ -7,8 +7,8 @@ patch: the API's message names the object), 3 no answer in time (the command sta
 ConfigMap); `--output json` prints one JSON object in every case; `-n` and the kubeconfig context's
 namespace; a command that replaces an unanswered one says so; `songbird status` lists the context
 namespace's rollouts (`-A` every namespace's, `-n` one), exits 2 for a missing one, and with NAME shows
-the paused flag and the last command; `songbird history NAME` the evaluations (text and JSON); and the same entry
-point as a kubectl plugin (`kubectl songbird promote NAME`, the real kubectl binary finding
+the paused flag and the last command; `songbird history NAME` the evaluations (text and JSON); and the
+same entry point as a kubectl plugin (`kubectl songbird promote NAME`, the real kubectl binary finding
 `kubectl-songbird` on PATH).
 
 The controller side of commands is built on another branch: here a stand-in thread plays the controller,
