@@ -10,10 +10,10 @@ mid-rollout resuming at the same step, also after a crash between the traffic ch
 an invalid policy rejected with its field path and no change to traffic; a missing Deployment and a
 hand-made canary Ingress refused; a policy naming a Deployment that did not opt in (``postgres``, with a
 placement) refused with a NotAccepted Warning naming it, postgres' replicas and pod template unchanged and
-nothing written but the policy's status; an unreachable Prometheus holding the rollout, then rolling it back after
-errorDeadline; a new pod template restarting from step 1; the next release after a promotion starting
-from the promoted version; an API error (403) mid-advance reported with the object named, traffic
-unchanged, and the rollout resuming once the API allows it."""
+nothing written but the policy's status; an unreachable Prometheus holding the rollout, then rolling it
+back after errorDeadline; a new pod template restarting from step 1; the next release after a promotion
+starting from the promoted version; an API error (403) mid-advance reported with the object named,
+traffic unchanged, and the rollout resuming once the API allows it."""
 
 from __future__ import annotations
 
