@@ -12,9 +12,10 @@ Covers:
   is refused, and nothing is written but the policy's status;
 - the annotation removed mid-rollout: the rollout holds at the weight in force (one Warning, no write to
   any workload or route, no analysis, however long it waits), and resumes when the owner restores it;
-- the policy deleted while consent is missing: Songbird deletes only its own canary Ingress (the canary
-  traffic it added), leaves Deployments, Services and the main Ingress as they are, says so in a Warning
-  Event, and removes its finalizer so the deletion completes.
+- the policy deleted while consent is missing (the main Ingress's or the canary Deployment's): Songbird
+  deletes only its own canary Ingress (the canary traffic it added), leaves Deployments, Services and the
+  main Ingress as they are, says so in a Warning Event, and removes its finalizer so the deletion
+  completes.
 """
 
 from __future__ import annotations
@@ -221,11 +222,14 @@ def test_consent_withdrawn_mid_rollout_holds_at_the_weight_in_force_until_restor
     assert r.weight() == "40"
 
 
-def test_deleting_the_policy_without_consent_withdraws_only_songbirds_canary_ingress() -> None:
+@pytest.mark.parametrize(("kind", "name"), [(Kind.INGRESS, "nginx"), (Kind.DEPLOYMENT, "nginx-v2")])
+def test_deleting_the_policy_without_consent_withdraws_only_songbirds_canary_ingress(
+    kind: Kind, name: str
+) -> None:
     r = rig()
     r.tick()
     r.run_until(at_step(2))
-    withdraw(r, Kind.DEPLOYMENT, "nginx-v2")
+    withdraw(r, kind, name)
     before = workloads(r)
     r.clock.advance(5)
     r.tick()  # refused: holds
@@ -242,6 +246,6 @@ def test_deleting_the_policy_without_consent_withdraws_only_songbirds_canary_ing
     assert (last.reason, last.warning) == ("PolicyDeleted", True)
     assert last.message == (
         "policy deleted: canary traffic withdrawn (canary Ingress removed); Deployments and Services left "
-        "as they are because Deployment default/nginx-v2 has no annotation songbird.dev/accept-policy "
+        f"as they are because {kind.value} default/{name} has no annotation songbird.dev/accept-policy "
         "naming policy 'nginx-rollout'"
     )
