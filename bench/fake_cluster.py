@@ -7,7 +7,9 @@ tests' fast tier and the robustness benchmark's ``faults`` campaign (the bench c
   anything else, arrays included, replaces the target), so a caller sees the objects the API server would
   hold. Like the API server, it refuses a patch whose ``metadata.resourceVersion`` is stale (409), a
   create of an existing object (409) and a patch of a missing one (404), and bumps ``resourceVersion`` on
-  every write. Every write the controller makes is appended to `writes`, in order; every Event to
+  every write. ``scale`` is the Deployment's scale subresource: only ``spec.replicas`` changes, and the
+  answer is an autoscaling/v1 Scale. Every write the controller makes is appended to `writes`, in order
+  (a scale as op ``scale`` with the body ``{"spec": {"replicas": n}}`` it sent); every Event to
   `events`. `fail` makes the next matching call raise `ClusterUnavailable`, as a dropped connection would.
   `kubelet` plays the kubelet: every Deployment's ``status.readyReplicas`` becomes its ``spec.replicas``
   (not logged as a write: the controller did not make it). `crash_after` makes the controller "die" right
@@ -32,7 +34,7 @@ from songbird.controller.ports import Kind, Obj
 from songbird.controller.reconciler import Evaluator, Reconciler
 from songbird.controller.routers import make_router
 
-Op = Literal["create", "patch", "delete"]
+Op = Literal["create", "patch", "delete", "scale"]
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -46,6 +48,10 @@ def merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = merge_patch(result.get(key), value)
     return result
+
+
+def _version_of(obj: Obj) -> dict[str, str]:
+    return {"resourceVersion": str((obj.get("metadata") or {}).get("resourceVersion", ""))}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,6 +177,23 @@ class FakeCluster:
         self._objects[(kind, namespace, name)] = updated
         self._written(Write(op="patch", kind=kind, namespace=namespace, name=name, body=copy.deepcopy(patch)))
         return copy.deepcopy(updated)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> Obj:
+        self._fault("scale", Kind.DEPLOYMENT, name)
+        current = self._objects.get((Kind.DEPLOYMENT, namespace, name))
+        if current is None:
+            raise NotFound("not found", obj=f"Deployment {namespace}/{name}", status=404)
+        current.setdefault("spec", {})["replicas"] = replicas
+        current["metadata"]["resourceVersion"] = str(next(self._versions))
+        body = {"spec": {"replicas": replicas}}
+        self._written(Write(op="scale", kind=Kind.DEPLOYMENT, namespace=namespace, name=name, body=body))
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": name, "namespace": namespace, **_version_of(current)},
+            "spec": {"replicas": replicas},
+            "status": {"replicas": int((current.get("status") or {}).get("replicas") or 0)},
+        }
 
     def create(self, kind: Kind, namespace: str, body: Mapping[str, Any]) -> Obj:
         name = str((body.get("metadata") or {}).get("name", ""))

@@ -150,7 +150,7 @@ def run_rollout(
     """``ticks`` ticks ``every`` virtual seconds apart of one rollout of ``policy`` (a `POLICIES` text whose
     Prometheus is ``prom_url``). ``breaker_failures``: failed queries in a row that open an endpoint's
     circuit (the daemon's default is 3; a large number lets every query meet the server)."""
-    cluster = FakeCluster(scenarios.objects(NAMESPACE))
+    cluster = FakeCluster(scenarios.objects(NAMESPACE, accept=(NAME,)))
     cluster.put(policy_configmap(policy, prom_url))
     clock = FakeClock(T0)
     endpoints = Endpoints(limit=2, failures=breaker_failures)

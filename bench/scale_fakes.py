@@ -24,6 +24,7 @@ from typing import Any
 from songbird.config.policy import POLICY_LABEL
 from songbird.controller.cache import is_policy
 from songbird.controller.errors import Conflict, NotFound
+from songbird.controller.keys import ACCEPT_POLICY_ANNOTATION
 from songbird.controller.ports import Kind, Obj, Page, WatchExpired
 
 PREFIX = "nginx.ingress.kubernetes.io"
@@ -51,6 +52,10 @@ def _merge(target: Any, patch: Any) -> Any:
         else:
             out[key] = _merge(out.get(key), value)
     return out
+
+
+def _versioned(obj: Obj) -> dict[str, Any]:
+    return {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion")}
 
 
 class CpuMeter:
@@ -186,6 +191,18 @@ class FakeApi:
             written = self._store(kind, merged, "MODIFIED")
         self._cpu.add(time.thread_time() - began)
         return written
+
+    def scale(self, namespace: str, name: str, replicas: int) -> Obj:
+        """The Deployment's scale subresource: only ``spec.replicas`` changes (counted as a patch, the
+        verb the API server sees); the answer is an autoscaling/v1 Scale."""
+        written = self.patch(Kind.DEPLOYMENT, namespace, name, {"spec": {"replicas": replicas}})
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": name, "namespace": namespace, **_versioned(written)},
+            "spec": {"replicas": replicas},
+            "status": {"replicas": replicas},
+        }
 
     def _withdrawal(self, namespace: str, ingress: Obj) -> None:
         annotations = (ingress.get("metadata") or {}).get("annotations") or {}
@@ -331,14 +348,20 @@ def _window(promql: str) -> float:
 
 def seed_objects(namespace: str) -> list[tuple[Kind, Obj]]:
     """A namespace's seed: Deployments nginx-v1 (3 ready) and nginx-v2 (0), their Services, the main
-    Ingress to nginx-v1, and the policy ConfigMap."""
+    Ingress to nginx-v1, and the policy ConfigMap; the workloads opt in to that policy."""
+    accept = {ACCEPT_POLICY_ANNOTATION: "nginx-rollout"}
 
     def deployment(version: str, replicas: int) -> Obj:
         labels = {"app": "nginx", "version": version}
         return {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": {"name": f"nginx-{version}", "namespace": namespace, "labels": labels},
+            "metadata": {
+                "name": f"nginx-{version}",
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": accept,
+            },
             "spec": {
                 "replicas": replicas,
                 "selector": {"matchLabels": labels},
@@ -360,7 +383,7 @@ def seed_objects(namespace: str) -> list[tuple[Kind, Obj]]:
         return {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": f"nginx-{version}", "namespace": namespace},
+            "metadata": {"name": f"nginx-{version}", "namespace": namespace, "annotations": accept},
             "spec": {
                 "selector": {"app": "nginx", "version": version},
                 "ports": [{"name": "http", "port": 80, "targetPort": 80}],
@@ -375,7 +398,7 @@ def seed_objects(namespace: str) -> list[tuple[Kind, Obj]]:
     ingress = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": "nginx", "namespace": namespace},
+        "metadata": {"name": "nginx", "namespace": namespace, "annotations": accept},
         "spec": {
             "ingressClassName": "nginx",
             "rules": [{"host": f"{namespace}.example.com", "http": {"paths": [path]}}],

@@ -87,6 +87,22 @@ class ClusterCache:
             return
         store.put(obj)
 
+    def scaled(self, namespace: str, name: str, scale: Obj) -> None:
+        """A Deployment was scaled through its ``scale`` subresource: the cached Deployment gets the Scale's
+        ``spec.replicas`` and resourceVersion (the Deployment's own, after the write)."""
+        try:
+            store = self.store(Kind.DEPLOYMENT, namespace)
+        except LookupError:
+            return
+        current = store.get(namespace, name)
+        if current is None:
+            return
+        current.setdefault("spec", {})["replicas"] = (scale.get("spec") or {}).get("replicas")
+        version = (scale.get("metadata") or {}).get("resourceVersion")
+        if version:
+            current.setdefault("metadata", {})["resourceVersion"] = version
+        store.put(current)
+
     def deleted(self, kind: Kind, namespace: str, name: str) -> None:
         try:
             self.store(kind, namespace).remove(namespace, name)
@@ -142,6 +158,12 @@ class FencedWriter:
         self._allow(f"{kind.value} {namespace}/{name}")
         self._api.delete(kind, namespace, name)
         self._cache.deleted(kind, namespace, name)
+
+    def scale(self, namespace: str, name: str, replicas: int) -> Obj:
+        self._allow(f"Deployment {namespace}/{name} scale")
+        written = self._api.scale(namespace, name, replicas)
+        self._cache.scaled(namespace, name, written)
+        return written
 
     def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
         try:

@@ -6,10 +6,11 @@
     │   ├── Conflict           409: stale resourceVersion or the object already exists
     │   ├── Forbidden          401/403: RBAC does not allow the call
     │   └── ClusterUnavailable timeouts, connection errors, 429 and 5xx after bounded retries
-    └── OwnershipError         an object Songbird must change belongs to someone else
+    ├── OwnershipError         an object Songbird must change belongs to someone else
+    └── ConsentError           an object a rollout would change has not opted in to its policy
 
 `controller.kube` raises the `ClusterError` family with ``raise ... from exc`` so the API's error stays
-attached; the routers raise `OwnershipError`.
+attached; the routers raise `OwnershipError`; `controller.facts` raises `ConsentError`.
 """
 
 from __future__ import annotations
@@ -51,3 +52,13 @@ class OwnershipError(SongbirdError):
         self.obj = obj
         self.path = path
         super().__init__(f"{obj}: {message}" if obj else message)
+
+
+class ConsentError(SongbirdError):
+    """Objects the rollout would change or send traffic to do not accept its policy (`controller.consent`).
+
+    ``message`` names each of them and what it lacks; nothing was written."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)

@@ -2,6 +2,9 @@
 
 Every missing or foreign object becomes an error that names the object and the policy field that led to
 it, so the user sees "canary.deployment: Deployment default/nginx-v2 not found" rather than a stack trace.
+Every read also checks workload opt-in (`controller.consent`): the facts of a rollout exist only when the
+five objects it may change or route to accept its policy, so no decision, and no write, is ever taken for
+objects that did not opt in.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from songbird.analysis.decision import Facts
 from songbird.analysis.state import Phase, RolloutState
 from songbird.config.errors import PolicyError
 from songbird.config.policy import Policy
+from songbird.controller.consent import refusal
+from songbird.controller.errors import ConsentError
 from songbird.controller.ports import ClusterReader, Kind, Obj
 from songbird.controller.routers.base import RouteView
 
@@ -82,11 +87,15 @@ def read_facts(
     state: RolloutState,
     *,
     deleting: bool = False,
+    rollout: str,
 ) -> Observed:
     """The facts of one rollout: its Deployments, the split in force (the truth on resume, see
-    `analysis.decision`), and whether the policy is being deleted."""
+    `analysis.decision`), and whether the policy is being deleted.
+
+    Raises `ConsentError` unless the canary and stable Deployments and Services and the main Ingress all
+    accept the policy ConfigMap named ``rollout``."""
     canary = _require(reader, Kind.DEPLOYMENT, namespace, policy.canary.deployment, "canary.deployment")
-    _require(reader, Kind.SERVICE, namespace, policy.canary.service, "canary.service")
+    canary_service = _require(reader, Kind.SERVICE, namespace, policy.canary.service, "canary.service")
     active = state.phase not in (Phase.IDLE, Phase.SUCCEEDED, Phase.FAILED) and state.stable
     if active and state.canary == policy.canary.deployment:
         # Mid-rollout the stable is the one recorded at the start, whatever the main route says now.
@@ -95,6 +104,20 @@ def read_facts(
     else:
         stable = resolve_stable(reader, namespace, policy, router_view.stable_service)
         stable_service = router_view.stable_service
+    stable_service_obj = _require(reader, Kind.SERVICE, namespace, stable_service, "ingress")
+    refused = refusal(
+        [
+            (Kind.DEPLOYMENT, canary),
+            (Kind.DEPLOYMENT, stable),
+            (Kind.SERVICE, canary_service),
+            (Kind.SERVICE, stable_service_obj),
+            (Kind.INGRESS, router_view.main),
+        ],
+        namespace,
+        rollout,
+    )
+    if refused is not None:
+        raise ConsentError(refused)
     facts = Facts(
         canary=policy.canary.deployment,
         stable=(stable.get("metadata") or {}).get("name", ""),

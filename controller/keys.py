@@ -15,3 +15,9 @@ CLEANUP_FINALIZER = "songbird.dev/cleanup"
 `Promoting`/`RollingBack`): deleting the policy then waits until the canary is withdrawn (traffic first,
 then the canary Ingress and pods) and Songbird removes the finalizer. Idle and finished policies carry none,
 so deleting them is immediate."""
+
+ACCEPT_POLICY_ANNOTATION = "songbird.dev/accept-policy"
+"""Workload opt-in (`controller.consent`): Songbird changes, or sends canary traffic to, a Deployment, Service
+or main Ingress only when it carries this annotation and its comma-separated value names the policy
+ConfigMap (same namespace), e.g. ``songbird.dev/accept-policy: checkout,checkout-eu``. Set by whoever owns
+the workload; a policy alone (anyone who may write a ConfigMap) cannot grant it."""

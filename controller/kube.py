@@ -106,6 +106,10 @@ _RESOURCES: dict[str, _Resource] = {
     Kind.LEASE: _Resource(kind="Lease", api_version="coordination.k8s.io/v1", plural="leases"),
 }
 _EVENT = _Resource(kind="Event", api_version="v1", plural="events")
+# The Deployment scale subresource: PATCH /apis/apps/v1/namespaces/NS/deployments/NAME/scale, answered with
+# an autoscaling/v1 Scale (Kubernetes API reference, "Deployment v1 apps": "replace/patch scale of the
+# specified Deployment"; RBAC resource "deployments/scale").
+_SCALE = _Resource(kind="Deployment scale", api_version="apps/v1", plural="deployments")
 
 
 def _events(stream: Any, what: str) -> Iterator[Obj]:
@@ -420,6 +424,17 @@ class KubeClient:
             self._call("delete", _RESOURCES[kind], "DELETE", namespace=namespace, name=name, absent_ok=True)
         except NotFound:
             return
+
+    def scale(self, namespace: str, name: str, replicas: int) -> Obj:
+        return self._call(
+            "patch",
+            _SCALE,
+            "PATCH",
+            namespace=namespace,
+            name=f"{name}/scale",
+            body={"spec": {"replicas": replicas}},
+            content_type=MERGE_PATCH,
+        )
 
     # -- Lease (leader election only; kept out of the general protocols) -------------------------------
 

@@ -61,6 +61,12 @@ class ClusterWriter(Protocol):
         """Delete; an object already gone is not an error."""
         ...
 
+    def scale(self, namespace: str, name: str, replicas: int) -> Obj:
+        """Set a Deployment's ``spec.replicas`` through its ``scale`` subresource (a merge patch of the
+        autoscaling/v1 Scale object), so scaling needs no right to patch the Deployment itself. Returns the
+        Scale; its ``metadata.resourceVersion`` is the Deployment's after the write."""
+        ...
+
 
 class Recorder(Protocol):
     def event(self, obj: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:

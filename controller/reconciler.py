@@ -19,6 +19,22 @@ tries again), which the status writes must not carry. A ConfigMap with ``metadat
 rolled back as a failed analysis would be (traffic withdrawn, then the canary Ingress deleted and the canary
 scaled to 0, the stable's replicas restored), a ``PolicyDeleted`` Event is emitted, and only then is the
 finalizer removed. When a rollout ends (Succeeded, Failed) the finalizer is removed too.
+
+Workload opt-in (`controller.consent`): when an object the rollout would change or route to does not accept
+the policy, `read_facts` raises `ConsentError` and the tick writes nothing to any workload:
+- before a rollout: the policy is refused (a ``NotAccepted`` Warning Event naming each object and what it
+  lacks, the same text as the status reason);
+- in the middle of one (the annotation was removed, or changed to name other policies): the rollout holds
+  where it is and warns the same way; no object is scaled, patched or routed to again, and no analysis is
+  run. Canary traffic therefore stays at the weight in force: the canary Ingress Songbird made keeps
+  sending that share to the canary Service until the owner restores the annotation (the rollout then
+  resumes from its recorded step) or the policy is deleted;
+- the policy deleted while consent is missing: Songbird withdraws the canary traffic it added by deleting
+  its own canary Ingress (managed-by songbird; no workload is touched, and ingress-nginx then sends all
+  traffic to the main Ingress's backend, as before the rollout), leaves the Deployments' replicas and pod
+  templates as they are (the Event says so), and removes the finalizer so the deletion completes. Taking
+  back its own traffic needs no consent: it changes only Songbird's object and returns the owner's route to
+  what the owner set up.
 """
 
 from __future__ import annotations
@@ -30,21 +46,23 @@ from typing import Protocol
 import structlog
 
 from songbird.analysis.decision import ACTIVE, Action, Decision, Facts
-from songbird.analysis.plan import Target
+from songbird.analysis.plan import Target, TrafficSplit
 from songbird.analysis.state import STATUS_ANNOTATION, Evidence, Phase, RolloutState
 from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult
 from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import Policy
-from songbird.controller.errors import ClusterError, Conflict, NotFound, OwnershipError
+from songbird.controller.errors import ClusterError, Conflict, ConsentError, NotFound, OwnershipError
 from songbird.controller.facts import Observed, read_facts
 from songbird.controller.keys import CLEANUP_FINALIZER
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
-from songbird.controller.routers.base import Router
+from songbird.controller.routers.base import Router, RouteView
 from songbird.controller.status import StatusMemory, must_write
 
 log = structlog.get_logger("songbird")
+
+NOT_ACCEPTED = "NotAccepted"  # the Event reason when a workload has not opted in to the policy
 
 
 class Evaluator(Protocol):
@@ -132,7 +150,16 @@ class Reconciler:
         try:
             policy = load_policy_configmap(configmap)
             view = self.router.read(self.reader, namespace, policy, name)
-            observed = read_facts(self.reader, view, namespace, policy, state, deleting=deleting)
+            observed = read_facts(
+                self.reader, view, namespace, policy, state, deleting=deleting, rollout=name
+            )
+        except ConsentError as exc:
+            if deleting and state.phase in ACTIVE:
+                return self._withdraw_own_traffic(configmap, state, policy, view, exc.message, now)
+            if deleting:
+                self._finish_deletion(configmap, state)
+                return TickResult(state=state)
+            return self._refuse(configmap, state, exc.message, now, event_reason=NOT_ACCEPTED)
         except (PolicyError, OwnershipError, NotFound) as exc:
             if deleting and state.phase not in ACTIVE:
                 self._finish_deletion(configmap, state)  # nothing of a rollout to withdraw
@@ -157,6 +184,10 @@ class Reconciler:
             # the next tick decides again from what is in force.
             return self._refuse(
                 configmap, tick.state, f"Kubernetes API: {exc}", now, transient=True, decisions=tick.done
+            )
+        except ConsentError as exc:  # consent withdrawn between two transitions of this tick: hold there
+            return self._refuse(
+                configmap, tick.state, exc.message, now, decisions=tick.done, event_reason=NOT_ACCEPTED
             )
         decisions, state = tick.done, tick.state
         if state.phase not in ACTIVE:
@@ -223,6 +254,34 @@ class Reconciler:
         )
         self._set_finalizer(namespace, name, present=False)
 
+    def _withdraw_own_traffic(
+        self, configmap: Obj, state: RolloutState, policy: Policy, view: RouteView, why: str, now: float
+    ) -> TickResult:
+        """The policy is deleted mid-rollout and a workload no longer accepts it: remove the canary
+        Ingress Songbird made (its own object; the plan for "no canary" changes nothing else, since the
+        main route keeps its stable Service), touch no workload, and let the deletion complete."""
+        meta = configmap.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        withdraw = TrafficSplit(stable_service=view.stable_service)
+        try:
+            for change in self.router.plan(view, policy, name, withdraw):
+                if change.kind is Kind.INGRESS and change.name != policy.ingress and change.op == "delete":
+                    self.writer.delete(change.kind, namespace, change.name)
+                    log.info("route changed", rollout=f"{namespace}/{name}", change=change.what)
+            self.recorder.event(
+                configmap,
+                reason="PolicyDeleted",
+                message=(
+                    f"policy deleted: canary traffic withdrawn (canary Ingress removed); Deployments and "
+                    f"Services left as they are because {why}"
+                )[:1024],
+                warning=True,
+            )
+            self._set_finalizer(namespace, name, present=False)
+        except ClusterError as exc:
+            return self._refuse(configmap, state, f"Kubernetes API: {exc}", now, transient=True)
+        return TickResult(state=state)
+
     # -- act ---------------------------------------------------------------------------------------------
 
     def _act(
@@ -252,7 +311,9 @@ class Reconciler:
             self._scale(namespace, stable, target.stable_replicas)
 
     def _scale(self, namespace: str, deployment: str, replicas: int) -> None:
-        self.writer.patch(Kind.DEPLOYMENT, namespace, deployment, {"spec": {"replicas": replicas}})
+        # Through the scale subresource: the right to scale (deployments/scale) is not the right to
+        # change what a Deployment runs. Only placement (`_place`) patches the Deployment itself.
+        self.writer.scale(namespace, deployment, replicas)
         log.info("scaled", deployment=f"{namespace}/{deployment}", replicas=replicas)
 
     def _place(self, policy: Policy, namespace: str, canary: Obj) -> None:
@@ -324,6 +385,7 @@ class Reconciler:
         *,
         transient: bool = False,
         decisions: tuple[Decision, ...] = (),
+        event_reason: str = "RolloutBlocked",
     ) -> TickResult:
         meta = configmap.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
@@ -335,12 +397,14 @@ class Reconciler:
             transient=transient,
         )
         if message != state.reason:
-            self._report(configmap, replace(state, reason=message, updated_at=now), message)
+            self._report(configmap, replace(state, reason=message, updated_at=now), message, event_reason)
         return TickResult(state=state, decisions=decisions, error=message)
 
-    def _report(self, configmap: Obj, state: RolloutState, message: str) -> None:
+    def _report(
+        self, configmap: Obj, state: RolloutState, message: str, event_reason: str = "RolloutBlocked"
+    ) -> None:
         meta = configmap.get("metadata") or {}
-        self.recorder.event(configmap, reason="RolloutBlocked", message=message[:1024], warning=True)
+        self.recorder.event(configmap, reason=event_reason, message=message[:1024], warning=True)
         try:
             write_state(self.writer, meta.get("namespace", ""), meta.get("name", ""), state)
         except ClusterError as exc:
@@ -399,7 +463,13 @@ class _Transitions:
         if decision.again:
             view = r.router.read(r.reader, self.namespace, self.policy, self.name)
             self.observed = read_facts(
-                r.reader, view, self.namespace, self.policy, self.state, deleting=facts.deleting
+                r.reader,
+                view,
+                self.namespace,
+                self.policy,
+                self.state,
+                deleting=facts.deleting,
+                rollout=self.name,
             )
         return self.observed.facts
 

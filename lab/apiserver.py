@@ -28,7 +28,10 @@ are pinned by ``tests/integration/test_kube_adapter.py``):
   ``timeoutSeconds`` and ``allowWatchBookmarks``, and never answers 410 Gone; a list's resourceVersion
   is a placeholder.
 - Label and field selectors are ignored: a list returns every object of the resource (in the namespace).
-- Subresources (``/status``, ``/scale``) have no semantics; Events are stored like any other object.
+- Subresources: kmock gives them no semantics. This harness serves the Deployment ``scale`` subresource
+  (GET, PATCH, PUT on ``deployments/NAME/scale``) as a real API server does, with an autoscaling/v1
+  ``Scale`` (see `lab.scale_subresource`); ``/status`` is still not emulated. Events are stored like any
+  other object.
 - kmock applies a write to its store *before* looking at user-defined reactions, so its request DSL
   (``kmock[...] << 500``) would answer 500 to a write that nevertheless took effect. Faults are therefore
   injected here, ahead of kmock's handling: a faulted request changes nothing.
@@ -62,6 +65,8 @@ from typing import Any, TypeVar
 import aiohttp.web
 import attrs
 import kmock
+
+from songbird.lab import scale_subresource
 
 Obj = dict[str, Any]
 T = TypeVar("T")
@@ -188,7 +193,38 @@ class _Emulator(kmock.KubernetesEmulator):
             stale = await self._stale_version(request)
             if stale is not None:
                 return await self._render_error(stale)
+        if (
+            request.resource is not None
+            and request.resource.plural == "deployments"
+            and request.subresource == "scale"
+            and request.name is not None
+        ):
+            return await self._serve_scale(request)
         return await super()._handle(request)
+
+    async def _serve_scale(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """GET, PATCH or PUT ``deployments/NAME/scale`` (`lab.scale_subresource`)."""
+        assert request.resource is not None and request.name is not None
+        key = (request.resource, request.namespace, request.name)
+        method = request.method.value
+        if method not in ("GET", "PATCH", "PUT"):
+            return await self._render_error(kmock.KubernetesEndpointNotFoundError())
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                return await self._render_error(kmock.KubernetesObjectNotFoundError())
+            current = copy.deepcopy(self._objects[key].raw)
+            if method != "GET":
+                body = dict(request.data) if isinstance(request.data, Mapping) else {}
+                try:
+                    updated = scale_subresource.written(current, body, patch=method == "PATCH")
+                except scale_subresource.ScaleInvalid as exc:
+                    return await self._render_error(
+                        kmock.KubernetesError(status=422, reason="Invalid", message=str(exc))
+                    )
+                self._objects[key].create(updated)
+                current = copy.deepcopy(self.stamp(key, created=False))
+                await self.publish(key, "MODIFIED", current)
+        return aiohttp.web.json_response(scale_subresource.scale_of(current))
 
     async def _stale_version(self, request: kmock.Request) -> kmock.KubernetesError | None:
         data = request.data if isinstance(request.data, Mapping) else {}
@@ -351,6 +387,7 @@ class KubeEmulator:
                 singular=kind.lower(),
                 namespaced=namespaced,
                 verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+                subresources={"scale"} if kind == "Deployment" else set(),
             )
         self._emulator = emulator
         async with emulator, kmock.Server(emulator) as server:

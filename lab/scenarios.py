@@ -5,7 +5,9 @@ replicas and ``nginx-v2`` with 0; a Service per version selecting ``app`` + ``ve
 ``nginx`` routing ``foo.example.com/`` to ``nginx-v1`` with TLS from ``foo-tls``), with ``lab.songbird.dev/*``
 pod-template annotations that set each version's error rate and latency (read by
 `lab.sync.profile_from_annotations`). This is their only definition: ``tests/support/scenario.py`` builds
-the cluster tests' objects with the same functions, without a profile (so without annotations).
+the cluster tests' objects with the same functions, without a profile (so without those annotations).
+Every workload object opts in to the scenario's policy with ``songbird.dev/accept-policy: nginx-rollout``
+(`controller.consent`: Songbird changes nothing that does not), as its owner would set it.
 
 Scenarios (stable: 0.75% 5xx, latency log-normal with median 50 ms):
 - ``healthy``: the canary behaves exactly like the stable;
@@ -60,6 +62,7 @@ In all, a CI run of the lab module fails by chance with probability about 3e-4, 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -79,6 +82,10 @@ MAIN_INGRESS = "nginx"
 STABLE = "nginx-v1"
 CANARY = "nginx-v2"
 POLICY_NAME = "nginx-rollout"
+ACCEPTED = (POLICY_NAME,)  # the policies the scenario's workloads opt in to (`controller.consent`)
+# `controller.keys.ACCEPT_POLICY_ANNOTATION`, spelled out: the lab never imports the controller (a unit
+# test keeps the two equal).
+ACCEPT_POLICY_ANNOTATION = "songbird.dev/accept-policy"
 IMAGES = {"v1": "nginx:1.25", "v2": "nginx:1.27"}
 
 STABLE_PROFILE = BackendProfile(error_rate=0.0075, latency_median=0.05, latency_sigma=0.3, seed=1)
@@ -181,18 +188,34 @@ def _profile_annotations(profile: BackendProfile) -> dict[str, str]:
     }
 
 
+def accepting(policies: Sequence[str]) -> Obj:
+    """The workload owner's opt-in: the annotation naming the policies that may change the object."""
+    return {ACCEPT_POLICY_ANNOTATION: ",".join(policies)} if policies else {}
+
+
 def deployment(
-    version: str, *, replicas: int, namespace: str = NAMESPACE, profile: BackendProfile | None = None
+    version: str,
+    *,
+    replicas: int,
+    namespace: str = NAMESPACE,
+    profile: BackendProfile | None = None,
+    accept: Sequence[str] = ACCEPTED,
 ) -> Obj:
     """Deployment ``nginx-<version>`` whose selector and pod template carry ``app`` and ``version``; with a
-    ``profile``, the pod template's ``lab.songbird.dev/*`` annotations set how the lab's backends behave."""
+    ``profile``, the pod template's ``lab.songbird.dev/*`` annotations set how the lab's backends behave.
+    It opts in to the policies ``accept`` names."""
     template_meta: Obj = {"labels": labels(version)}
     if profile is not None:
         template_meta["annotations"] = _profile_annotations(profile)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": f"{APP}-{version}", "namespace": namespace, "labels": labels(version)},
+        "metadata": {
+            "name": f"{APP}-{version}",
+            "namespace": namespace,
+            "labels": labels(version),
+            "annotations": accepting(accept),
+        },
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels(version)},
@@ -212,12 +235,18 @@ def deployment(
     }
 
 
-def service(version: str, *, namespace: str = NAMESPACE) -> Obj:
-    """Service ``nginx-<version>`` on port 80 selecting the pods of that version only."""
+def service(version: str, *, namespace: str = NAMESPACE, accept: Sequence[str] = ACCEPTED) -> Obj:
+    """Service ``nginx-<version>`` on port 80 selecting the pods of that version only, opted in to the
+    policies ``accept`` names."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": f"{APP}-{version}", "namespace": namespace, "labels": labels(version)},
+        "metadata": {
+            "name": f"{APP}-{version}",
+            "namespace": namespace,
+            "labels": labels(version),
+            "annotations": accepting(accept),
+        },
         "spec": {
             "selector": labels(version),
             "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}],
@@ -225,8 +254,11 @@ def service(version: str, *, namespace: str = NAMESPACE) -> Obj:
     }
 
 
-def main_ingress(*, backend: str = STABLE, namespace: str = NAMESPACE) -> Obj:
-    """The user's Ingress: ``foo.example.com/`` (Prefix) to ``backend`` port 80, TLS from ``foo-tls``."""
+def main_ingress(
+    *, backend: str = STABLE, namespace: str = NAMESPACE, accept: Sequence[str] = ACCEPTED
+) -> Obj:
+    """The user's Ingress: ``foo.example.com/`` (Prefix) to ``backend`` port 80, TLS from ``foo-tls``,
+    opted in to the policies ``accept`` names."""
     path = {
         "path": "/",
         "pathType": "Prefix",
@@ -235,7 +267,12 @@ def main_ingress(*, backend: str = STABLE, namespace: str = NAMESPACE) -> Obj:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": MAIN_INGRESS, "namespace": namespace, "labels": {"app": APP}},
+        "metadata": {
+            "name": MAIN_INGRESS,
+            "namespace": namespace,
+            "labels": {"app": APP},
+            "annotations": accepting(accept),
+        },
         "spec": {
             "ingressClassName": INGRESS_CLASS,
             "tls": [{"hosts": [HOST], "secretName": TLS_SECRET}],
@@ -249,15 +286,20 @@ def namespace_object(name: str = NAMESPACE) -> Obj:
 
 
 def objects(
-    namespace: str = NAMESPACE, *, stable: BackendProfile | None = None, canary: BackendProfile | None = None
+    namespace: str = NAMESPACE,
+    *,
+    stable: BackendProfile | None = None,
+    canary: BackendProfile | None = None,
+    accept: Sequence[str] = ACCEPTED,
 ) -> list[Obj]:
-    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`)."""
+    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`);
+    each opts in to the policies ``accept`` names, as the owner of a real workload would."""
     return [
-        deployment("v1", replicas=3, namespace=namespace, profile=stable),
-        deployment("v2", replicas=0, namespace=namespace, profile=canary),
-        service("v1", namespace=namespace),
-        service("v2", namespace=namespace),
-        main_ingress(namespace=namespace),
+        deployment("v1", replicas=3, namespace=namespace, profile=stable, accept=accept),
+        deployment("v2", replicas=0, namespace=namespace, profile=canary, accept=accept),
+        service("v1", namespace=namespace, accept=accept),
+        service("v2", namespace=namespace, accept=accept),
+        main_ingress(namespace=namespace, accept=accept),
     ]
 
 

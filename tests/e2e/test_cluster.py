@@ -13,6 +13,7 @@ in the integration tests, so no ingress controller has to serve traffic.
 from __future__ import annotations
 
 from tests.integration.test_rollout import (
+    test_a_deployment_that_did_not_opt_in_is_never_changed,
     test_api_error_mid_advance_is_reported_and_changes_nothing,
     test_canary_replicas_follow_the_weight_and_lead_it,
     test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence,
@@ -33,6 +34,7 @@ from tests.support.clusters import RealCluster
 from tests.support.world import VirtualClock
 
 __all__ = [
+    "test_a_deployment_that_did_not_opt_in_is_never_changed",
     "test_api_error_mid_advance_is_reported_and_changes_nothing",
     "test_canary_replicas_follow_the_weight_and_lead_it",
     "test_canary_with_5_percent_errors_is_rolled_back_on_the_evidence",

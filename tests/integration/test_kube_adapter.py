@@ -6,13 +6,17 @@ Covers:
   and cluster-wide, sorted);
 - patch as a JSON merge patch with an explicit content type: None deletes a key, lists are replaced;
 - create and delete (a missing object is not an error), and the RBAC verbs these calls need;
+- scale: a merge patch of spec.replicas on ``deployments/NAME/scale`` (RBAC ``deployments/scale`` patch)
+  that changes only the replicas and answers an autoscaling/v1 Scale; a missing Deployment names it;
 - Events: involved object, source and reporting component, timestamps, type; an Event failure never raises;
 - error mapping: 404 NotFound, 409 Conflict, 403 Forbidden, 429/500 ClusterUnavailable, each naming the
   object as ``Kind namespace/name``; 4xx are not retried, 429/5xx are retried at most ``attempts`` times
   (counted on the emulator's side), a retry that succeeds is invisible to the caller;
 - a hanging API server: the call fails within its configured budget;
 - the ``on_call`` hook sees every attempt with its verb, resource and outcome;
-- the harness itself: PUT replaces, a stale resourceVersion is refused with 409.
+- the harness itself: PUT replaces, a stale resourceVersion is refused with 409; the scale subresource as
+  the official client's ``read/patch/replace_namespaced_deployment_scale`` see it (a Scale with replicas,
+  status and selector; a stale resourceVersion 409; negative replicas 422; only replicas change).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import subprocess
 import sys
 import time
 
+import kubernetes
 import pytest
 
 from songbird.controller.errors import ClusterUnavailable, Conflict, Forbidden, NotFound
@@ -144,10 +149,11 @@ def test_patch_is_a_merge_patch_where_none_deletes(seed_scenario: KubeEmulator) 
         {"metadata": {"labels": {"app": None}, "annotations": {"songbird.dev/owner": "songbird"}}},
     )
     assert "app" not in patched["metadata"].get("labels", {})
-    assert patched["metadata"]["annotations"] == {"songbird.dev/owner": "songbird"}
+    merged = {"songbird.dev/accept-policy": "nginx-rollout", "songbird.dev/owner": "songbird"}
+    assert patched["metadata"]["annotations"] == merged  # the seed's annotation kept, the new one added
     stored = seed_scenario.get("Ingress", "default", "nginx")
     assert stored is not None
-    assert stored["metadata"]["annotations"] == {"songbird.dev/owner": "songbird"}
+    assert stored["metadata"]["annotations"] == merged
     assert stored["spec"]["rules"][0]["host"] == "foo.example.com"  # untouched keys stay
     request = seed_scenario.requests[-1]
     assert (request.method, request.content_type, request.verb) == ("PATCH", MERGE_PATCH, "patch")
@@ -168,6 +174,34 @@ def test_patch_of_a_missing_object_names_it(seed_scenario: KubeEmulator) -> None
     assert caught.value.obj == "Deployment default/nginx-v9"
     assert caught.value.status == 404
     assert caught.value.__cause__ is not None
+
+
+def test_scale_patches_only_the_replicas_through_the_scale_subresource(seed_scenario: KubeEmulator) -> None:
+    before = seed_scenario.get("Deployment", "default", "nginx-v2")
+    assert before is not None
+    scale = client(seed_scenario).scale("default", "nginx-v2", 2)
+    after = seed_scenario.get("Deployment", "default", "nginx-v2")
+    assert after is not None
+    assert (scale["apiVersion"], scale["kind"], scale["spec"]) == ("autoscaling/v1", "Scale", {"replicas": 2})
+    assert scale["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+    assert scale["status"]["selector"] == "app=nginx,version=v2"
+    assert after["spec"]["replicas"] == 2
+    assert after["spec"]["template"] == before["spec"]["template"]
+    (request,) = seed_scenario.requests
+    assert (request.method, request.path, request.content_type) == (
+        "PATCH",
+        "/apis/apps/v1/namespaces/default/deployments/nginx-v2/scale",
+        MERGE_PATCH,
+    )
+    assert request.body == {"spec": {"replicas": 2}}
+    rules = {(r.api_group, r.resource): set(r.verbs) for r in rbac_rules(seed_scenario.requests)}
+    assert rules == {("apps", "deployments/scale"): {"patch"}}
+
+
+def test_scale_of_a_missing_deployment_names_it(seed_scenario: KubeEmulator) -> None:
+    with pytest.raises(NotFound) as caught:
+        client(seed_scenario).scale("default", "nginx-v9", 1)
+    assert caught.value.obj == "Deployment scale default/nginx-v9/scale"
 
 
 def test_create_then_delete_and_delete_again(seed_scenario: KubeEmulator) -> None:
@@ -338,3 +372,44 @@ def test_emulator_put_replaces_and_refuses_a_stale_resource_version(seed_scenari
     assert stored is not None
     assert stored["spec"]["holderIdentity"] == "b"
     assert [r.verb for r in seed_scenario.requests] == ["create", "update", "update"]
+
+
+def test_emulator_serves_the_scale_subresource_as_the_official_client_sees_it(
+    seed_scenario: KubeEmulator,
+) -> None:
+    api = kubernetes.client.AppsV1Api(
+        kubernetes.config.new_client_from_config(config_file=str(seed_scenario.kubeconfig_path))
+    )
+    seed_scenario.merge_status("Deployment", "default", "nginx-v1", {"replicas": 3})
+    scale = api.read_namespaced_deployment_scale("nginx-v1", "default", _request_timeout=5)
+    assert (scale.spec.replicas, scale.status.replicas, scale.status.selector) == (
+        3,
+        3,
+        "app=nginx,version=v1",
+    )
+    version = scale.metadata.resource_version
+    patched = api.patch_namespaced_deployment_scale(
+        "nginx-v1",
+        "default",
+        {"spec": {"replicas": 5}, "metadata": {"labels": {"x": "y"}}},
+        _request_timeout=5,
+    )
+    assert patched.spec.replicas == 5 and patched.metadata.resource_version != version
+    stored = seed_scenario.get("Deployment", "default", "nginx-v1")
+    assert stored is not None
+    assert stored["spec"]["replicas"] == 5 and "x" not in stored["metadata"]["labels"]  # replicas only
+    stale = {"metadata": {"name": "nginx-v1", "resourceVersion": version}, "spec": {"replicas": 1}}
+    with pytest.raises(kubernetes.client.ApiException) as conflict:
+        api.replace_namespaced_deployment_scale("nginx-v1", "default", stale, _request_timeout=5)
+    assert conflict.value.status == 409
+    with pytest.raises(kubernetes.client.ApiException) as invalid:
+        api.patch_namespaced_deployment_scale(
+            "nginx-v1", "default", {"spec": {"replicas": -1}}, _request_timeout=5
+        )
+    assert invalid.value.status == 422
+    stored = seed_scenario.get("Deployment", "default", "nginx-v1")
+    assert stored is not None and stored["spec"]["replicas"] == 5
+    replaced = api.replace_namespaced_deployment_scale(
+        "nginx-v1", "default", {"metadata": {"name": "nginx-v1"}, "spec": {"replicas": 4}}, _request_timeout=5
+    )
+    assert replaced.spec.replicas == 4

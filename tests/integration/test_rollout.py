@@ -8,10 +8,12 @@ status and Event; header routing present during the rollout and gone after; cana
 weight (scaled before each weight increase); placement applied to the canary only; a controller restarted
 mid-rollout resuming at the same step, also after a crash between the traffic change and the status write;
 an invalid policy rejected with its field path and no change to traffic; a missing Deployment and a
-hand-made canary Ingress refused; an unreachable Prometheus holding the rollout, then rolling it back after
-errorDeadline; a new pod template restarting from step 1; the next release after a promotion starting
-from the promoted version; an API error (403) mid-advance reported with the object named, traffic
-unchanged, and the rollout resuming once the API allows it."""
+hand-made canary Ingress refused; a policy naming a Deployment that did not opt in (``postgres``, with a
+placement) refused with a NotAccepted Warning naming it, postgres' replicas and pod template unchanged and
+nothing written but the policy's status; an unreachable Prometheus holding the rollout, then rolling it
+back after errorDeadline; a new pod template restarting from step 1; the next release after a promotion
+starting from the promoted version; an API error (403) mid-advance reported with the object named,
+traffic unchanged, and the rollout resuming once the API allows it."""
 
 from __future__ import annotations
 
@@ -279,6 +281,44 @@ def test_missing_canary_deployment_is_refused_before_any_change(make_world: Make
         assert f"canary.deployment: Deployment {w.namespace}/nginx-v3 not found" in w.state().reason
         assert w.ingress(CANARY_INGRESS) is None and w.replicas("nginx-v2") == 0
         assert "nginx-v3 not found" in w.events("RolloutBlocked")[0]["message"]
+
+
+def test_a_deployment_that_did_not_opt_in_is_never_changed(make_world: MakeWorld) -> None:
+    attack = BASE_POLICY.replace(
+        "canary: {deployment: nginx-v2, service: nginx-v2}",
+        "canary: {deployment: postgres, service: nginx-v2}\nplacement: {nodeSelector: {pool: tenant}}",
+    )
+    with make_world(stable=HEALTHY, canary=HEALTHY, policy=attack) as w:
+        postgres = scenario.deployment("v1", replicas=3, namespace=w.namespace, accept=())
+        labels = {"app": "postgres"}
+        postgres["metadata"].update(name="postgres", labels=labels)
+        postgres["spec"]["selector"] = {"matchLabels": labels}
+        postgres["spec"]["template"]["metadata"]["labels"] = labels
+        w.cluster.put("Deployment", w.namespace, postgres)
+        before = w.get("Deployment", "postgres")
+        assert before is not None
+        emulated = isinstance(w.cluster, EmulatedCluster)
+        if emulated:
+            w.emulator.forget_requests()
+        w.run(60)
+        said = (
+            f"Deployment {w.namespace}/postgres has no annotation songbird.dev/accept-policy naming policy "
+            "'nginx-rollout'"
+        )
+        refused = w.events("NotAccepted")
+        assert [(e["type"], e["message"]) for e in refused] == [("Warning", said)]
+        assert w.state().reason == said and w.state().phase is Phase.IDLE
+        after = w.get("Deployment", "postgres")
+        assert after is not None
+        assert after["spec"]["replicas"] == 3
+        assert after["spec"]["template"] == before["spec"]["template"]  # no nodeSelector
+        assert w.ingress(CANARY_INGRESS) is None
+        if not emulated:
+            return
+        writes = [r for r in w.emulator.requests if r.verb in ("create", "patch", "update", "delete")]
+        assert {(r.resource, r.name) for r in writes if r.resource != "events"} == {
+            ("configmaps", "nginx-rollout")
+        }
 
 
 def test_hand_made_canary_ingress_is_refused(make_world: MakeWorld) -> None:

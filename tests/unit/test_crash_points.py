@@ -222,8 +222,8 @@ def test_the_runs_without_a_crash_keep_the_invariants() -> None:
     assert kinds == {
         ("patch", "ConfigMap", NAME, "finalizers"),  # added, then removed
         ("patch", "ConfigMap", NAME, "annotations"),  # the status
-        ("patch", "Deployment", "nginx-v2", "spec"),  # canary scale-up, scale-down
-        ("patch", "Deployment", "nginx-v1", "spec"),  # old stable scale-down
+        ("scale", "Deployment", "nginx-v2", "spec"),  # canary scale-up, scale-down
+        ("scale", "Deployment", "nginx-v1", "spec"),  # old stable scale-down
         ("create", "Ingress", "nginx-canary", "name"),
         ("patch", "Ingress", "nginx-canary", "annotations"),  # each weight, the withdrawal
         ("patch", "Ingress", scenario.MAIN_INGRESS, "resourceVersion"),  # the promotion's switch

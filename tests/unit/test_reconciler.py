@@ -191,7 +191,7 @@ def test_start_scales_the_canary_before_its_route_exists_and_records_last() -> N
     r = rig()
     assert r.tick() == [
         "patch ConfigMap nginx-rollout finalizers=songbird.dev/cleanup",  # before the rollout's first change
-        "patch Deployment nginx-v2 replicas=1",
+        "scale Deployment nginx-v2 replicas=1",
         "create Ingress nginx-canary weight=0",
         "patch ConfigMap nginx-rollout status=Initializing step=0 weight=0",
     ]
@@ -217,7 +217,7 @@ def test_every_status_write_follows_the_changes_it_records() -> None:
             assert writes[-1].startswith("patch ConfigMap"), writes  # a traffic change is recorded last
         elif writes and not writes[-1].startswith("patch ConfigMap"):
             # Only the next step's canary pods started a cadence early: nothing recorded changed.
-            assert all(w.startswith("patch Deployment nginx-v2 replicas=") for w in writes), writes
+            assert all(w.startswith("scale Deployment nginx-v2 replicas=") for w in writes), writes
         in_force = None
         for line in writes:
             if "weight=" in line and "Ingress nginx-canary" in line:
@@ -230,7 +230,7 @@ def test_every_status_write_follows_the_changes_it_records() -> None:
     flat = [line for writes in r.ticks for line in writes]
     switch = flat.index("patch Ingress nginx backend=nginx-v2")
     assert flat[switch + 1] == "delete Ingress nginx-canary"
-    assert flat.index("patch Deployment nginx-v1 replicas=0") > switch
+    assert flat.index("scale Deployment nginx-v1 replicas=0") > switch
     assert [e.reason for e in r.cluster.events][-2:] == ["Promoting", "Promoted"]
 
 
@@ -241,7 +241,7 @@ def test_weight_rises_only_onto_ready_canary_pods() -> None:
     assert r.replicas("nginx-v2") == 1
     # The kubelet stops: the second pod is asked for but never becomes ready.
     writes = r.run_until(lambda r: r.clock.t >= (r.state().step_started_at or 0) + 120, ready=False)
-    assert "patch Deployment nginx-v2 replicas=2" in writes
+    assert "scale Deployment nginx-v2 replicas=2" in writes
     assert r.weight() == "20" and r.state().step + 1 == 2
     assert "scaling canary to 2 replicas before raising the weight to 40%" in r.state().reason
     r.cluster.kubelet()
@@ -261,7 +261,7 @@ def test_rollback_withdraws_traffic_before_removing_the_canary() -> None:
         "patch Ingress nginx-canary weight=0 header=off",
         "patch ConfigMap nginx-rollout status=RollingBack step=1 weight=10",
         "delete Ingress nginx-canary",
-        "patch Deployment nginx-v2 replicas=0",
+        "scale Deployment nginx-v2 replicas=0",
         "patch ConfigMap nginx-rollout status=Failed step=1 weight=0",
         "patch ConfigMap nginx-rollout finalizers=-",  # a finished rollout keeps nothing to clean up
     ]
@@ -351,7 +351,7 @@ def test_deleting_a_policy_mid_rollout_withdraws_the_canary_then_lets_it_go() ->
         "patch Ingress nginx-canary weight=0 header=off",
         "patch ConfigMap nginx-rollout status=RollingBack step=2 weight=20",
         "delete Ingress nginx-canary",
-        "patch Deployment nginx-v2 replicas=0",
+        "scale Deployment nginx-v2 replicas=0",
         "patch ConfigMap nginx-rollout status=Failed step=2 weight=0",
         "patch ConfigMap nginx-rollout finalizers=example.com/backup",
     ]

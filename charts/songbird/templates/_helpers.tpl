@@ -58,12 +58,16 @@ Namespaces the controller watches. In namespaced mode an empty list means the re
 
 {{/*
 What the controller calls in the namespaces it watches, and nothing more (tests/chart/test_rbac.py derives
-these from the requests a running controller makes and fails on any difference). It polls; it never watches:
-- configmaps: list the policies, read one, patch its status annotation;
-- ingresses: read the main Ingress, list Ingresses to find a foreign canary, create/patch/delete the canary
+these from the requests a running controller makes and fails on any difference). Reads come from
+list-then-watch caches, so no get:
+- configmaps: list and watch the policies, patch their status annotation and cleanup finalizer;
+- ingresses: list and watch them (the main Ingress, a foreign canary), create/patch/delete the canary
   Ingress, patch the main one at promotion;
-- services: read the Services the Ingresses route to;
-- deployments: list them to find the stable one, read and scale the canary and stable, merge placement;
+- services, deployments: list and watch them (the Services the Ingresses route to, the stable Deployment);
+- deployments/scale: patch spec.replicas of the canary and stable through the scale subresource, which
+  cannot change what a Deployment runs;
+- deployments: patch, only with rbac.placement (a policy's placement merges a nodeSelector into the
+  canary's pod template; the right to patch a Deployment is the right to change its image);
 - events: record what it did.
 */}}
 {{- define "songbird.rbacRules" -}}
@@ -78,7 +82,10 @@ these from the requests a running controller makes and fails on any difference).
   verbs: ["list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["list", "watch", "patch"]
+  verbs: {{ if .Values.rbac.placement }}["list", "watch", "patch"]{{ else }}["list", "watch"]{{ end }}
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
