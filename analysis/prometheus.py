@@ -205,7 +205,7 @@ def _credentials(endpoint: Endpoint, url_auth: tuple[bytes, bytes] | None) -> _C
         secrets.append(token)
     if endpoint.bearer_token_file is not None:
         token = _read_secret(endpoint.bearer_token_file, "bearer token")
-        if not _HEADER_SAFE.match(token):
+        if not _HEADER_SAFE.fullmatch(token):
             raise _SecretUnreadable("its bearer token file holds characters a header cannot carry")
         headers["Authorization"] = f"Bearer {token}"
         secrets.append(token)
@@ -223,7 +223,7 @@ def _error_type(body: bytes) -> str | None:
     """The ``errorType`` of a Prometheus JSON error answer, when it is a short word; nothing else."""
     doc = decode(body)
     value = doc.get("errorType") if isinstance(doc, dict) else None
-    return value if isinstance(value, str) and _ERROR_TYPE.match(value) else None
+    return value if isinstance(value, str) and _ERROR_TYPE.fullmatch(value) else None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -177,7 +177,7 @@ def _endpoint(data: Any, path: str) -> Endpoint:
     keys = ("name", "url", "timeout", "bearerTokenFile", "basicAuth", "caFile", "headers", "namespaces")
     doc = _object(data, path, keys)
     name = _string(doc.get("name"), f"{path}.name")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise PolicyError(
             f"{quoted(name, QUOTE_LIMIT)} is not a DNS label (lower case letters, digits, '-')",
             path=f"{path}.name",
@@ -242,7 +242,7 @@ def _headers(data: Any, path: str) -> tuple[tuple[str, str], ...]:
         raise PolicyError(f"at most {MAX_HEADERS} headers; got {len(data)}", path=path)
     out: list[tuple[str, str]] = []
     for key, value in data.items():
-        if not isinstance(key, str) or not _HEADER_NAME.match(key):
+        if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
             raise PolicyError(f"not an HTTP header name: {quoted(str(key), QUOTE_LIMIT)}", path=path)
         hpath = f"{path}.{key}"
         if key.lower() in _RESERVED_HEADERS:
@@ -252,7 +252,7 @@ def _headers(data: Any, path: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(value, str):
             raise PolicyError(f'expected a string (quote it: {key}: "..."), got {_kind(value)}', path=hpath)
         # The value is not quoted in these messages: it may be a credential.
-        if len(value) > HEADER_VALUE_MAX or not _HEADER_VALUE.match(value):
+        if len(value) > HEADER_VALUE_MAX or not _HEADER_VALUE.fullmatch(value):
             raise PolicyError(
                 f"a header value is at most {HEADER_VALUE_MAX} printable ASCII characters, on one line",
                 path=hpath,
@@ -266,7 +266,7 @@ def _names(data: Any, path: str) -> tuple[str, ...]:
     if len(names) > MAX_ITEMS:
         raise PolicyError(f"at most {MAX_ITEMS} namespaces; got {len(names)}", path=path)
     for i, name in enumerate(names):
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             raise PolicyError(f"{quoted(name, QUOTE_LIMIT)} is not a namespace name", path=f"{path}[{i}]")
     return names
 

@@ -44,7 +44,9 @@ def test_without_an_allow_list_a_policy_url_is_refused_and_never_contacted(tmp_p
         kube.put("ConfigMap", NAMESPACE, policy_configmap(policy(target.url + "/"), name="direct"))
         named = BASE_POLICY.replace("url: PROM_URL", "endpoint: team-b")
         kube.put("ConfigMap", NAMESPACE, policy_configmap(named, name="named"))
-        with controller(kube, "ssrf-a", tmp_path / "controller.log", "--prometheus-url", "http://127.0.0.1:9"):
+        with controller(
+            kube, "ssrf-a", tmp_path / "controller.log", "--prometheus-url", "http://127.0.0.1:9"
+        ):
             wait_for("both policies refused", lambda: {"direct", "named"} <= set(blocked(kube)))
         warnings = blocked(kube)
         assert warnings["direct"] == (
@@ -97,16 +99,18 @@ def test_an_allow_list_admits_one_host_and_port_and_nothing_else(tmp_path: Path)
         for name, (url, _) in refused_by_loader.items():
             kube.put("ConfigMap", NAMESPACE, policy_configmap(policy(url), name=name))
         names = set(refused_by_controller) | set(refused_by_loader)
-        with controller(kube, "ssrf-b", tmp_path / "controller.log", "--prometheus-endpoints", str(endpoints)):
+        log = tmp_path / "controller.log"
+        with controller(kube, "ssrf-b", log, "--prometheus-endpoints", str(endpoints)):
             wait_for("every refused policy reported", lambda: names <= set(blocked(kube)))
             wait_for("the allowed URL queried", lambda: allowed.requests)
         warnings = blocked(kube)
         assert "allowed" not in warnings
-        for name, url in refused_by_controller.items():
+        for name in refused_by_controller:
             assert f"ConfigMap {NAMESPACE}/{name}: analysis.prometheus.url: " in warnings[name]
             assert "refused: the operator allows no such Prometheus URL" in warnings[name]
         for name, (_, words) in refused_by_loader.items():
-            assert f"ConfigMap {NAMESPACE}/{name}: invalid policy: analysis.prometheus.url: " in warnings[name]
+            said = f"ConfigMap {NAMESPACE}/{name}: invalid policy: analysis.prometheus.url: "
+            assert said in warnings[name]
             assert words in warnings[name], warnings[name]
         # The query path ``?x=/api...`` quoted back would be a place to smuggle text; the URL is redacted.
         assert "/api/v1/query" not in warnings["query"]

@@ -53,13 +53,13 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+    def do_GET(self) -> None:
         server = self.server
         with server.state.lock:
             server.state.requests.append(Seen(path=self.path, headers=dict(self.headers.items())))
         status, body = server.reply.status, server.reply.body
         if server.upstream is not None:
-            with urllib.request.urlopen(server.upstream + self.path, timeout=5) as answer:  # noqa: S310
+            with urllib.request.urlopen(server.upstream + self.path, timeout=5) as answer:
                 status, body = answer.status, answer.read()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -67,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return None
 
 
