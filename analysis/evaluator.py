@@ -100,7 +100,8 @@ class PrometheusEvaluator:
         if isinstance(endpoint, Refusal):
             return endpoint
         if endpoint not in self._sources:
-            self._sources[endpoint] = PrometheusSource(endpoint, timeout=endpoint.timeout, retries=1)
+            timeout = endpoint.timeout if endpoint.timeout is not None else policy.analysis.prometheus.timeout
+            self._sources[endpoint] = PrometheusSource(endpoint, timeout=timeout, retries=1)
         source: MetricsSource = self._sources[endpoint]
         if self.wrap is not None:
             source = self.wrap(endpoint, source)

@@ -8,7 +8,8 @@ namespace, and returns the `Endpoint` to query or a `Refusal` naming the field a
   keeps working, under that endpoint's namespace rule); else a plain endpoint (no credentials of the
   operator's) when a ``policyUrls`` entry for the namespace admits it (`config.urls.prefix_admits`);
 - neither: the operator's default endpoint, if open to the namespace.
-The policy's timeout applies, never above the endpoint's own nor the operator's maximum.
+The policy's timeout applies, never above the endpoint's own (when it sets one) nor the operator's maximum;
+the returned endpoint always carries the timeout to use.
 
 Invariants: pure and total; a refused URL is shown only redacted (`config.urls.redact_url`); no URL that
 is not an operator endpoint or admitted by the allow-list is ever returned.
@@ -50,7 +51,7 @@ def choose(
     chosen = _pick(settings, prometheus, namespace)
     if isinstance(chosen, Refusal):
         return chosen
-    timeout = min(chosen.timeout, prometheus.timeout)
+    timeout = prometheus.timeout if chosen.timeout is None else min(chosen.timeout, prometheus.timeout)
     if max_timeout is not None:
         timeout = min(timeout, max_timeout)
     return replace(chosen, timeout=timeout)

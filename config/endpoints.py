@@ -48,7 +48,6 @@ MAX_ITEMS: Final = 64  # namespaces or prefixes of one entry
 MAX_HEADERS: Final = 16
 HEADER_VALUE_MAX: Final = 1024
 PATH_MAX: Final = 4096
-DEFAULT_TIMEOUT: Final = 5.0
 DEFAULT_NAME: Final = "default"  # the endpoint `--prometheus-url` defines
 
 _NAME: Final = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a DNS-1123 label
@@ -76,7 +75,7 @@ class Endpoint:
 
     name: str
     url: str
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float | None = None  # None: the policy's own (still capped by --prometheus-max-timeout)
     bearer_token_file: str | None = None
     basic_auth: BasicAuth | None = None
     ca_file: str | None = None
@@ -186,7 +185,7 @@ def _endpoint(data: Any, path: str) -> Endpoint:
     problem = policy_url_problem(url)
     if problem is not None:
         raise PolicyError(f"{problem} ({quoted(redact_url(url), QUOTE_LIMIT)})", path=f"{path}.url")
-    timeout = DEFAULT_TIMEOUT
+    timeout: float | None = None
     if doc.get("timeout") is not None:
         text = _string(doc["timeout"], f"{path}.timeout")
         try:

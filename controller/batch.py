@@ -87,7 +87,8 @@ class QueryBatcher:
         self.queries = 0  # grouped queries sent (for tests and the benchmark)
 
     def _prometheus(self, endpoint: Endpoint) -> VectorSource:
-        source = PrometheusSource(endpoint, timeout=min(endpoint.timeout, self._timeout), retries=1)
+        timeout = self._timeout if endpoint.timeout is None else min(endpoint.timeout, self._timeout)
+        source = PrometheusSource(endpoint, timeout=timeout, retries=1)
         self._owned.append(source)
         return source
 
