@@ -78,7 +78,10 @@ def policy_url_problem(url: str) -> str | None:
     if not parts.hostname:
         return "the URL has no host"
     if "@" in parts.netloc:
-        return "credentials (user:password@) are not allowed in a policy URL; the operator configures them"
+        return (
+            "credentials (user:password@) are not allowed in the URL; an operator endpoint's bearer token "
+            "or basic auth carries them"
+        )
     if "?" in url:
         return "a query (?) is not allowed in a Prometheus base URL"
     if "#" in url:

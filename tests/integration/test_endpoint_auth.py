@@ -7,12 +7,15 @@ Covers:
 - ``basicAuth`` files and userinfo in the URL (the ``--prometheus-url`` shorthand) are sent as basic auth,
   never in the request line;
 - extra ``headers`` (``X-Scope-OrgID`` for Mimir, Cortex and Thanos tenants) are sent;
-- an unreadable token file is an unavailable metric naming the endpoint, and no request is sent.
+- an unreadable token file is an unavailable metric naming the endpoint, and no request is sent;
+- ``caFile``: an https endpoint with a certificate from a private CA is trusted with it, refused without it
+  (a TLS failure), and a CA file that cannot be loaded is an unavailable metric naming the endpoint.
 """
 
 from __future__ import annotations
 
 import base64
+import subprocess
 import time
 from pathlib import Path
 
@@ -75,3 +78,54 @@ def test_an_unreadable_token_file_sends_nothing(tmp_path: Path) -> None:
             == 'endpoint "main": cannot read its bearer token file (No such file or directory)'
         )
         assert target.connections == 0
+
+
+def self_signed(tmp_path: Path, ip: str) -> tuple[str, str]:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=prometheus",
+            "-addext",
+            f"subjectAltName=IP:{ip}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return str(cert), str(key)
+
+
+def test_a_private_ca_is_trusted_only_from_ca_file(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path, "127.0.0.2")
+    with Listener("127.0.0.2", tls=(cert, key)) as target:
+        trusted = Endpoint(name="tls", url=target.url, ca_file=cert)
+        with PrometheusSource(trusted, timeout=5.0) as source:
+            assert source.query_scalar("vector(1)", at=time.time()) is None  # the listener's empty vector
+        untrusted = Endpoint(name="tls", url=target.url)
+        with (
+            PrometheusSource(untrusted, timeout=5.0) as source,
+            pytest.raises(MetricsUnavailable, match=r'^endpoint "tls"/api/v1/query: TLS failure'),
+        ):
+            source.query_scalar("vector(1)", at=time.time())
+        assert len(target.requests) == 1
+        broken = Endpoint(name="tls", url=target.url, ca_file=str(tmp_path / "missing.crt"))
+        with (
+            PrometheusSource(broken, timeout=5.0) as source,
+            pytest.raises(MetricsUnavailable, match=r'^endpoint "tls": cannot load its CA file'),
+        ):
+            source.query_scalar("vector(1)", at=time.time())

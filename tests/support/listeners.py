@@ -1,6 +1,6 @@
 """HTTP listeners on loopback addresses for the endpoint tests: each counts every TCP connection it
 accepts and records every request (path and headers), then answers either a fixed reply or, as a proxy,
-whatever a real Prometheus answers (`Listener.forward_to`).
+whatever a real Prometheus answers (``forward_to``); over plain HTTP or TLS (``tls``).
 
 Linux routes all of 127.0.0.0/8 to loopback, so listeners on 127.0.0.2, 127.0.0.3... stand for distinct
 hosts: a test can show that no connection at all reached a host Songbird was told not to query.
@@ -8,6 +8,7 @@ hosts: a test can show that no connection at all reached a host Songbird was tol
 
 from __future__ import annotations
 
+import ssl
 import threading
 import urllib.request
 from dataclasses import dataclass, field
@@ -74,8 +75,22 @@ class _Handler(BaseHTTPRequestHandler):
 class Listener:
     """One HTTP listener on ``host`` (a free port); use as a context manager."""
 
-    def __init__(self, host: str, *, reply: Reply | None = None, forward_to: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        *,
+        reply: Reply | None = None,
+        forward_to: str | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
+        """``tls``: (certificate file, key file) to serve https."""
         self._server = _Server((host, 0), _Handler)
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self._server.state = _State()
         self._server.reply = reply or Reply()
         self._server.upstream = forward_to.rstrip("/") if forward_to else None
@@ -86,7 +101,7 @@ class Listener:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def connections(self) -> int:

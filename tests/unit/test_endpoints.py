@@ -10,11 +10,14 @@ Covers:
   the loader with the field path and the redacted URL;
 - `prefix_admits`: scheme, host and port must be equal and the path must start with the prefix's path;
   host look-alikes, userinfo tricks, other ports and ``..`` are not admitted (also for generated URLs);
+- ``songbird run`` refuses both Prometheus flags together, and an endpoints file with an error, naming it;
 - `choose`: a named endpoint (missing, or closed to the namespace), the default, a URL equal to an operator
   endpoint's, a URL admitted or not by ``policyUrls`` for the namespace, and the timeout caps.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -33,6 +36,7 @@ from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_yaml
 from songbird.config.policy import PrometheusSource
 from songbird.config.urls import prefix_admits, redact_url
+from songbird.controller.cli import main
 
 FULL = """
 default: main
@@ -258,3 +262,16 @@ def test_choose_a_policy_url() -> None:
     )
     closed = choose(SETTINGS, PrometheusSource(url="http://a:9090"), "team-b")
     assert isinstance(closed, Refusal)
+
+
+def test_songbird_run_refuses_both_flags_and_a_bad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "endpoints.yaml"
+    bad.write_text("endpoints: [{name: a, url: 'http://user:pw@p'}]\n")
+    assert main(["run", "--prometheus-url", "http://p", "--prometheus-endpoints", str(bad)]) == 2
+    assert capsys.readouterr().err == "songbird: give --prometheus-url or --prometheus-endpoints, not both\n"
+    assert main(["run", "--prometheus-endpoints", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"songbird: {bad}: endpoints[0].url: credentials (user:password@) are not allowed")
+    assert "pw" not in err
