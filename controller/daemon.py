@@ -304,6 +304,9 @@ class Controller:
             namespaces=list(self.settings.namespaces) or "all",
             metrics=self.settings.metrics_address,
             leader_election=self.settings.leader_election,
+            # Endpoint names only: a URL may hold credentials (the --prometheus-url shorthand).
+            prometheus=[e.name for e in self.settings.endpoints.endpoints],
+            prometheus_default=self.settings.endpoints.default,
         )
         for informer in self.cache.informers:
             informer.start()
