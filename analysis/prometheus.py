@@ -72,7 +72,6 @@ How the library is held to these (prometheus-api-client 0.7, requests 2.x, urlli
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import logging
@@ -102,6 +101,7 @@ from urllib3.util.retry import Retry
 
 from songbird.analysis.answer import NoData, Number, decode, read_body
 from songbird.analysis.batch import read_vector
+from songbird.analysis.credentials import Credentials, SecretUnreadable, credentials, scrub
 from songbird.analysis.source import PrometheusUnreachable
 from songbird.config.endpoints import Endpoint
 from songbird.config.errors import MetricsUnavailable
@@ -118,10 +118,8 @@ _BACKOFF = 0.1  # seconds before the first retry, doubled for the next
 _CHUNK = 64 * 1024
 _QUERY_IN_ERRORS = 200  # characters of a query quoted in an error
 _URL_IN_ERRORS = 200
-_SECRET_FILE_BYTES = 16 * 1024  # a token or password file is read up to this size
 _BODY_IN_LOG = 2000  # characters of a non-200 body in the operator's debug log
 _ERROR_TYPE = re.compile(r"^[A-Za-z_]{1,32}$")
-_HEADER_SAFE = re.compile(r"^[\x20-\x7e]*$")
 log = logging.getLogger("songbird.prometheus")
 # No hidden retries anywhere in requests/urllib3: not on connect or read errors, not on a status, never a
 # redirect (urllib3 2.x ``Retry``; the adapter also asks urlopen not to redirect).
@@ -155,68 +153,6 @@ def _endpoint(url: str) -> _Endpoint | str:
         auth = (unquote(parts.username).encode(), unquote(parts.password or "").encode())
     base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
     return _Endpoint(base=base, auth=auth)
-
-
-class _SecretUnreadable(Exception):
-    """A credential file of the endpoint cannot be read or holds what a header cannot carry."""
-
-
-def _read_secret(path: str, what: str) -> str:
-    """A token or password file's text, surrounding whitespace removed (bounded; never shown)."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(_SECRET_FILE_BYTES + 1)
-    except OSError as exc:
-        raise _SecretUnreadable(
-            f"cannot read its {what} file ({exc.strerror or type(exc).__name__})"
-        ) from exc
-    if len(raw) > _SECRET_FILE_BYTES:
-        raise _SecretUnreadable(f"its {what} file is larger than {_SECRET_FILE_BYTES:,} bytes")
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError as exc:
-        raise _SecretUnreadable(f"its {what} file is not UTF-8 text") from exc
-    if not text:
-        raise _SecretUnreadable(f"its {what} file is empty")
-    return text
-
-
-@dataclass(frozen=True, kw_only=True)
-class _Credentials:
-    """The headers one query sends, and the secrets in them (to redact from what is logged)."""
-
-    headers: dict[str, str]
-    secrets: tuple[str, ...]
-
-
-def _credentials(endpoint: Endpoint, url_auth: tuple[bytes, bytes] | None) -> _Credentials:
-    """The endpoint's authentication and extra headers, its files read now (token rotation)."""
-    headers = dict(endpoint.headers)
-    secrets = [value for _, value in endpoint.headers]
-    user_pass: tuple[bytes, bytes] | None = url_auth
-    if endpoint.basic_auth is not None:
-        user = _read_secret(endpoint.basic_auth.username_file, "basic-auth username")
-        password = _read_secret(endpoint.basic_auth.password_file, "basic-auth password")
-        user_pass = (user.encode(), password.encode())
-    if user_pass is not None:
-        secrets.extend(part.decode("utf-8", "replace") for part in user_pass if part)
-        token = base64.b64encode(b":".join(user_pass)).decode("ascii")
-        headers["Authorization"] = f"Basic {token}"
-        secrets.append(token)
-    if endpoint.bearer_token_file is not None:
-        token = _read_secret(endpoint.bearer_token_file, "bearer token")
-        if not _HEADER_SAFE.fullmatch(token):
-            raise _SecretUnreadable("its bearer token file holds characters a header cannot carry")
-        headers["Authorization"] = f"Bearer {token}"
-        secrets.append(token)
-    return _Credentials(headers=headers, secrets=tuple(s for s in secrets if s))
-
-
-def _scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """``text`` with every secret (longest first) replaced by ``[redacted]``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
 
 
 def _error_type(body: bytes) -> str | None:
@@ -559,13 +495,13 @@ class PrometheusSource:
         """The longest a `query_scalar` call takes (name resolution aside): its deadline."""
         return self.timeout
 
-    def _ready(self) -> tuple[PrometheusConnect, _Credentials]:
+    def _ready(self) -> tuple[PrometheusConnect, Credentials]:
         endpoint, client = self._endpoint, self._client
         if isinstance(endpoint, str) or client is None:
             raise MetricsUnavailable(bounded(f"{self.label}: {endpoint}", MESSAGE_LIMIT))
         try:
-            return client, _credentials(self.endpoint, endpoint.auth)
-        except _SecretUnreadable as exc:
+            return client, credentials(self.endpoint, endpoint.auth)
+        except SecretUnreadable as exc:
             raise MetricsUnavailable(bounded(f"{self.label}: {exc}", MESSAGE_LIMIT)) from exc
 
     def _refused_status(self, reply: _Reply, where: str, query: str, secrets: tuple[str, ...]) -> NoReturn:
@@ -590,7 +526,7 @@ class PrometheusSource:
                 "Prometheus answered HTTP %d (%s): %s",
                 reply.status,
                 self.label,
-                bounded(_scrub(body, secrets), _BODY_IN_LOG),
+                bounded(scrub(body, secrets), _BODY_IN_LOG),
             )
 
     def query_scalar(self, promql: str, *, at: float) -> float | None:
@@ -634,7 +570,7 @@ class PrometheusSource:
         where: str,
         query: str,
         *,
-        credentials: _Credentials,
+        credentials: Credentials,
         cap: int = MAX_BODY_BYTES,
     ) -> _Reply:
         """The answer to the query, after at most ``retries`` retries, all before the deadline."""
