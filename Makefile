@@ -7,7 +7,7 @@ PKG_LINKS := build/pkg/songbird
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the lab start as real processes; tmux is the terminal the CLI's live view
 # is tested in, kubernetes-client gives kubectl (the `kubectl songbird` plugin test).
-DEB_PACKAGES := prometheus nginx libnginx-mod-http-lua tmux kubernetes-client
+DEB_PACKAGES := prometheus nginx libnginx-mod-http-lua tmux kubernetes-client openssl
 
 .PHONY: all venv system-deps check test lint typecheck imports unit pytest bench-quick demo schema image clean
 
@@ -33,6 +33,7 @@ system-deps:
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v promtool  >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v nginx     >/dev/null 2>&1 || missing="$$missing nginx"; \
+	command -v openssl   >/dev/null 2>&1 || missing="$$missing openssl"; \
 	[ -e /usr/share/nginx/modules-available/mod-http-lua.conf ] || [ -e /usr/lib/nginx/modules/ndk_http_module.so -a -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || missing="$$missing libnginx-mod-http-lua"; \
 	command -v tmux      >/dev/null 2>&1 || missing="$$missing tmux"; \
 	command -v kubectl   >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \

@@ -40,6 +40,7 @@ from songbird.analysis import queries
 from songbird.analysis.queries import DURATION_BUCKET, REQUESTS, SERVER_ERROR, IngressTarget, Version
 from songbird.analysis.source import MetricsSource
 from songbird.analysis.state import RolloutState
+from songbird.config.endpoints import Endpoint
 from songbird.config.errors import PolicyError
 from songbird.config.policy import MetricSpec, Policy
 
@@ -179,7 +180,7 @@ def histogram_quantile(q: float, buckets: Mapping[str, float]) -> float | None:
 class GroupedSource(Protocol):
     """Grouped answers for one endpoint (the runtime's ``controller.batch.QueryBatcher`` is one)."""
 
-    def grouped(self, url: str, kind: GroupKind, *, window: float, at: float) -> GroupedAnswer:
+    def grouped(self, endpoint: Endpoint, kind: GroupKind, *, window: float, at: float) -> GroupedAnswer:
         """The grouped answer; raises `config.errors.MetricsUnavailable` when there is none."""
         ...
 
@@ -247,7 +248,7 @@ class BatchedSource:
     def __init__(
         self,
         grouped: GroupedSource,
-        url: str,
+        endpoint: Endpoint,
         fallback: MetricsSource,
         *,
         target: IngressTarget,
@@ -255,7 +256,7 @@ class BatchedSource:
         table: Mapping[str, Pick],
     ) -> None:
         self._grouped = grouped
-        self._url = url
+        self._endpoint = endpoint
         self._fallback = fallback
         self._target = target
         self._window = window
@@ -265,7 +266,7 @@ class BatchedSource:
         pick = self._table.get(promql)
         if pick is None:
             return self._fallback.query_scalar(promql, at=at)
-        answer = self._grouped.grouped(self._url, pick.kind, window=self._window, at=at)
+        answer = self._grouped.grouped(self._endpoint, pick.kind, window=self._window, at=at)
         return pick.value(answer, self._target)
 
 

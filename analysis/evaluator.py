@@ -1,6 +1,10 @@
 """The reconciler's `Evaluator` over Prometheus: which source a policy asks, the queries of one evaluation
 (per rollout, or batched across rollouts), the forecast and the stable's history before a rollout.
 
+Which Prometheus a policy asks is `config.endpoint_choice.choose` over the operator's `EndpointSettings`
+(the same pure decision the reconciler refuses a policy with): a refused choice is an ERROR result naming
+the field, and no request is sent anywhere.
+
 This is the I/O half of an evaluation; the judgement itself is `analysis.evaluate.judge`, pure and free of
 any HTTP library (an import-linter contract keeps it so), which the benchmarks and the lab call directly.
 """
@@ -27,6 +31,9 @@ from songbird.analysis.prometheus import PrometheusSource
 from songbird.analysis.queries import IngressTarget
 from songbird.analysis.source import MetricsSource
 from songbird.analysis.state import RolloutState
+from songbird.config import endpoints as operator
+from songbird.config.endpoint_choice import Refusal, choose
+from songbird.config.endpoints import Endpoint, EndpointSettings
 from songbird.config.errors import MetricsUnavailable, PolicyError
 from songbird.config.policy import BUILTIN_METRICS, Policy
 
@@ -62,58 +69,57 @@ class _Timed:
 
 
 class PrometheusEvaluator:
-    """The reconciler's `Evaluator`: Prometheus from the policy (or the daemon's default URL)."""
+    """The reconciler's `Evaluator`: the Prometheus endpoint `choose` gives for the policy."""
 
     def __init__(
         self,
         *,
-        default_url: str | None,
+        endpoints: EndpointSettings | None = None,
+        default_url: str | None = None,
         on_query: Callable[[float, bool], None] | None = None,
         max_timeout: float | None = None,
-        wrap: Callable[[str, MetricsSource], MetricsSource] | None = None,
+        wrap: Callable[[Endpoint, MetricsSource], MetricsSource] | None = None,
         grouped: batch.GroupedSource | None = None,
     ) -> None:
-        """``max_timeout`` caps every policy's ``analysis.prometheus.timeout`` (the operator's maximum);
-        ``wrap(url, source)`` lets the runtime put its per-endpoint guard around each source;
+        """``endpoints``: the operator's settings (the daemon always gives them); without them, in-process
+        use (tests, benchmarks): ``default_url`` as the default and any policy URL that passes the static
+        checks (`config.endpoints.unrestricted`). ``max_timeout`` caps every policy's
+        ``analysis.prometheus.timeout`` (the operator's maximum); ``wrap(endpoint, source)`` lets the
+        runtime put its per-endpoint guard around each source;
         ``grouped``, when given, answers the built-in metrics from queries batched across rollouts, over
         windows aligned to the cadence grid (`analysis.batch`)."""
-        self.default_url = default_url
+        self.endpoints = endpoints if endpoints is not None else operator.unrestricted(default_url)
         self.on_query = on_query
         self.max_timeout = max_timeout
         self.wrap = wrap
         self.grouped = grouped
-        self._sources: dict[tuple[str, float], PrometheusSource] = {}
+        self._sources: dict[Endpoint, PrometheusSource] = {}
 
-    def _source(self, policy: Policy) -> MetricsSource | None:
-        url = policy.analysis.prometheus.url or self.default_url
-        if not url:
-            return None
-        timeout = policy.analysis.prometheus.timeout
-        if self.max_timeout is not None:
-            timeout = min(timeout, self.max_timeout)
-        key = (url, timeout)
-        if key not in self._sources:
-            self._sources[key] = PrometheusSource(url, timeout=timeout, retries=1)
-        source: MetricsSource = self._sources[key]
+    def _source(self, policy: Policy, namespace: str) -> tuple[Endpoint, MetricsSource] | Refusal:
+        endpoint = choose(self.endpoints, policy.analysis.prometheus, namespace, max_timeout=self.max_timeout)
+        if isinstance(endpoint, Refusal):
+            return endpoint
+        if endpoint not in self._sources:
+            timeout = endpoint.timeout if endpoint.timeout is not None else policy.analysis.prometheus.timeout
+            self._sources[endpoint] = PrometheusSource(endpoint, timeout=timeout, retries=1)
+        source: MetricsSource = self._sources[endpoint]
         if self.wrap is not None:
-            source = self.wrap(url, source)
-        return _Timed(source, self.on_query) if self.on_query is not None else source
+            source = self.wrap(endpoint, source)
+        return endpoint, (_Timed(source, self.on_query) if self.on_query is not None else source)
 
     def evaluate(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> Evaluation:
-        source = self._source(policy)
+        chosen = self._source(policy, namespace)
         try:
-            if source is None:
-                raise PolicyError(
-                    "no Prometheus URL: set analysis.prometheus.url in the policy or --prometheus-url",
-                    path="analysis.prometheus.url",
-                )
+            if isinstance(chosen, Refusal):
+                raise PolicyError(chosen.message, path=chosen.path)
+            endpoint, source = chosen
             target = _target(policy, namespace, state)
         except PolicyError as exc:
             return tuple(error_result(m.name, exc.describe()) for m in policy.analysis.metrics), dict(
                 state.evidence
             )
         if self.grouped is not None:
-            return self._evaluate_batched(policy, target, source, state, now)
+            return self._evaluate_batched(policy, endpoint, target, source, state, now)
         window = evidence_window(policy, state, now)
         builtin = observe(_only(policy, builtin=True), source, target, at=now, window=window)
         custom_policy = _only(policy, builtin=False)
@@ -121,7 +127,13 @@ class PrometheusEvaluator:
         return judge(policy, state, builtin, custom)
 
     def _evaluate_batched(
-        self, policy: Policy, target: IngressTarget, source: MetricsSource, state: RolloutState, now: float
+        self,
+        policy: Policy,
+        endpoint: Endpoint,
+        target: IngressTarget,
+        source: MetricsSource,
+        state: RolloutState,
+        now: float,
     ) -> Evaluation:
         """As `evaluate`, the built-in metrics over the aligned `analysis.batch.slot` (the window's end is
         recorded in the evidence, so the next window starts there); custom metrics as ever."""
@@ -130,10 +142,9 @@ class PrometheusEvaluator:
         chosen = batch.slot(policy, state, now)
         builtin_source = source
         if chosen.grouped:
-            url = policy.analysis.prometheus.url or self.default_url or ""
             table = batch.picks(builtin_policy.analysis.metrics, target, chosen.window)
             builtin_source = batch.BatchedSource(
-                self.grouped, url, source, target=target, window=chosen.window, table=table
+                self.grouped, endpoint, source, target=target, window=chosen.window, table=table
             )
         builtin = observe(builtin_policy, builtin_source, target, at=chosen.at, window=chosen.window)
         custom_policy = _only(policy, builtin=False)
@@ -143,11 +154,12 @@ class PrometheusEvaluator:
 
     def forecast(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> str:
         """Predicted time to promotion evidence, from the stable's traffic over the last few minutes."""
-        source = self._source(policy)
+        chosen = self._source(policy, namespace)
         window = max(FORECAST_WINDOW, policy.analysis.window)
         try:
-            if source is None:
-                raise PolicyError("no Prometheus URL", path="analysis.prometheus.url")
+            if isinstance(chosen, Refusal):
+                raise PolicyError(chosen.message, path=chosen.path)
+            _, source = chosen
             target = _target(policy, namespace, state)
         except PolicyError as exc:
             return f"forecast unavailable: {exc.describe()}"
@@ -174,9 +186,10 @@ class PrometheusEvaluator:
         that show no stable traffic, get no entry: the judge then compares with the stable's concurrent
         counts alone, as without history.
         """
-        source = self._source(policy)
-        if source is None:
+        chosen = self._source(policy, namespace)
+        if isinstance(chosen, Refusal):
             return {}
+        _, source = chosen
         try:
             target = _target(policy, namespace, state)
         except PolicyError:

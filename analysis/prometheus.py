@@ -27,8 +27,18 @@ What it guarantees to the caller:
   deadline leaves time; ``Retry-After`` is not obeyed (the deadline is). A 4xx other than 429 (a bad query)
   is never retried. There are no other, hidden retries.
 - Bounded text: reasons quote at most `config.text.REASON_LIMIT` characters of anything Prometheus sent
-  (its ``error`` field, a label), never a body; a whole message is at most `config.text.MESSAGE_LIMIT`.
-  Credentials in the URL (``http://user:password@host``) are sent as basic auth and never shown.
+  in a 200 answer (its ``error`` field, a label), never a body; a whole message is at most
+  `config.text.MESSAGE_LIMIT`. Of a non-200 answer a message gives the HTTP status and, for a Prometheus
+  JSON error, only its ``errorType`` (a short word such as ``bad_data``): the body may be anything the
+  upstream chose (a proxy's page, an echo of our request), so it goes nowhere but the operator's log, at
+  debug level, bounded, with every credential of the endpoint replaced by ``[redacted]``.
+- Nothing secret is shown: messages name the endpoint (`config.endpoints.Endpoint.label`: its name, or
+  the redacted URL a policy gave), never its URL's userinfo, its token, password or header values.
+- Credentials (`config.endpoints.Endpoint`): userinfo in the URL (``http://user:password@host``, the
+  ``--prometheus-url`` shorthand) and ``basicAuth`` files are sent as basic auth, ``bearerTokenFile`` as
+  ``Authorization: Bearer``, ``headers`` as given; the files are read before every query, so a rotated
+  token is used from the next query on, and a credential is never put into a URL. ``caFile`` is trusted
+  for https besides the system's CAs.
 - Failures are `MetricsUnavailable`, raised ``from`` the original exception where there is one; when the
   server itself is out of reach (refused, reset, deadline, 5xx/429 after the retries) it is the subclass
   `PrometheusUnreachable`, so callers may skip the rest of an evaluation.
@@ -64,8 +74,10 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import math
 import os
+import re
 import socket
 import ssl
 import threading
@@ -74,7 +86,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import DefaultCookiePolicy
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -82,18 +94,19 @@ import urllib3
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import HTTPAdapter
-from requests.auth import HTTPBasicAuth
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from songbird.analysis.answer import NoData, Number, decode, error_text, read_body
+from songbird.analysis.answer import NoData, Number, decode, read_body
 from songbird.analysis.batch import read_vector
+from songbird.analysis.credentials import Credentials, SecretUnreadable, credentials, scrub
 from songbird.analysis.source import PrometheusUnreachable
+from songbird.config.endpoints import Endpoint
 from songbird.config.errors import MetricsUnavailable
-from songbird.config.policy import PrometheusSource as PrometheusSettings
 from songbird.config.text import LABEL_LIMIT, MESSAGE_LIMIT, bounded, quoted
+from songbird.config.urls import redact_url
 
 MAX_RETRIES = 2
 MAX_DEADLINE = 120.0  # seconds: the longest one query may take, whatever the policy says
@@ -105,6 +118,9 @@ _BACKOFF = 0.1  # seconds before the first retry, doubled for the next
 _CHUNK = 64 * 1024
 _QUERY_IN_ERRORS = 200  # characters of a query quoted in an error
 _URL_IN_ERRORS = 200
+_BODY_IN_LOG = 2000  # characters of a non-200 body in the operator's debug log
+_ERROR_TYPE = re.compile(r"^[A-Za-z_]{1,32}$")
+log = logging.getLogger("songbird.prometheus")
 # No hidden retries anywhere in requests/urllib3: not on connect or read errors, not on a status, never a
 # redirect (urllib3 2.x ``Retry``; the adapter also asks urlopen not to redirect).
 _NO_RETRY = Retry(total=0, connect=0, read=0, redirect=0, status=0, other=0, respect_retry_after_header=False)
@@ -117,25 +133,33 @@ def _short(promql: str) -> str:
 @dataclass(frozen=True, kw_only=True)
 class _Endpoint:
     base: str  # the base URL given to the library: scheme://host[:port]/prefix, without credentials
-    auth: tuple[bytes, bytes] | None  # basic-auth user and password, UTF-8
-    shown: str  # the URL for messages (the same as ``base``)
+    auth: tuple[bytes, bytes] | None  # basic-auth user and password from the URL's userinfo, UTF-8
 
 
 def _endpoint(url: str) -> _Endpoint | str:
-    """The parts of a Prometheus base URL, or why it cannot be used."""
+    """The parts of a Prometheus base URL, or why it cannot be used (never quoting the URL)."""
     try:
         parts = urlsplit(url)
         _ = parts.port
-    except ValueError as exc:
-        return f"not a usable Prometheus URL ({exc})"
+    except ValueError:
+        return "not a usable Prometheus URL (bad host or port)"
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "a Prometheus URL must be http:// or https:// with a host"
+    if parts.query or parts.fragment:
+        return "a Prometheus base URL has no query (?) or fragment (#)"
     netloc = parts.netloc.rpartition("@")[2]
     auth = None
     if parts.username is not None:
         auth = (unquote(parts.username).encode(), unquote(parts.password or "").encode())
     base = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
-    return _Endpoint(base=base, auth=auth, shown=base)
+    return _Endpoint(base=base, auth=auth)
+
+
+def _error_type(body: bytes) -> str | None:
+    """The ``errorType`` of a Prometheus JSON error answer, when it is a short word; nothing else."""
+    doc = decode(body)
+    value = doc.get("errorType") if isinstance(doc, dict) else None
+    return value if isinstance(value, str) and _ERROR_TYPE.fullmatch(value) else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +238,7 @@ class _Attempt:
     deadline: float
     guard: _Watchdog
     cap: int = MAX_BODY_BYTES  # bytes of body, at most
+    headers: dict[str, str] = field(default_factory=dict)  # the endpoint's credentials and extra headers
     connections: list[HTTPConnection] = field(default_factory=list)
     reply: _Reply | None = None
 
@@ -273,11 +298,13 @@ class _WatchedAdapter(HTTPAdapter):
     """requests' adapter over pools of watched connections, with no retries. TLS trusts the system's CAs
     (as ``ssl.create_default_context``) besides requests' bundle."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
+        self._context = context
         super().__init__(max_retries=_NO_RETRY)
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **kw: Any) -> None:
-        super().init_poolmanager(connections, maxsize, block, ssl_context=ssl.create_default_context(), **kw)
+        context = self._context or ssl.create_default_context()
+        super().init_poolmanager(connections, maxsize, block, ssl_context=context, **kw)
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
@@ -357,16 +384,14 @@ class _BoundedSession(requests.Session):
     """The session prometheus-api-client sends its requests through, holding each to the current
     attempt's deadline, cap and no-redirect rule (see the module docstring)."""
 
-    def __init__(self, *, auth: tuple[bytes, bytes] | None) -> None:
+    def __init__(self, *, context: ssl.SSLContext | None = None) -> None:
         super().__init__()
-        if auth is not None:  # the URL's credentials (UTF-8), sent as basic auth with every request
-            self.auth = HTTPBasicAuth(*auth)
         self.trust_env = False
         self.max_redirects = 0
         self.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # no cookie kept nor sent
         self.headers.clear()
         self.headers.update({"User-Agent": "songbird", "Accept": "application/json", "Connection": "close"})
-        self._adapter = _WatchedAdapter()
+        self._adapter = _WatchedAdapter(context)
         self.mount("http://", self._adapter)
         self.mount("https://", self._adapter)
 
@@ -382,6 +407,8 @@ class _BoundedSession(requests.Session):
     def request(self, *args: Any, **kwargs: Any) -> requests.Response:
         attempt = _attempt()
         kwargs.update(allow_redirects=False, stream=True, timeout=attempt.left(), proxies={})
+        if attempt.headers:  # credentials as headers of this request only, never in the URL
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), **attempt.headers}
         try:
             response = super().request(*args, **kwargs)
         except _TRANSPORT_ERRORS as exc:
@@ -408,13 +435,15 @@ class _BoundedSession(requests.Session):
 _LIBRARY_READING = (PrometheusApiClientException, ValueError, LookupError, TypeError, RecursionError)
 
 
-def _exchange(client: PrometheusConnect, promql: str, at: float, deadline: float, cap: int) -> _Reply:
+def _exchange(
+    client: PrometheusConnect, promql: str, at: float, deadline: float, cap: int, headers: dict[str, str]
+) -> _Reply:
     """One GET of the query through the library, all of it before ``deadline`` (monotonic seconds), with
-    at most ``cap`` bytes of body."""
+    at most ``cap`` bytes of body and ``headers`` added."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise _Deadline
-    attempt = _Attempt(deadline=deadline, guard=_Watchdog(remaining), cap=cap)
+    attempt = _Attempt(deadline=deadline, guard=_Watchdog(remaining), cap=cap, headers=headers)
     _current.attempt = attempt
     failed: BaseException | None = None
     try:
@@ -431,60 +460,82 @@ def _exchange(client: PrometheusConnect, promql: str, at: float, deadline: float
 
 
 class PrometheusSource:
-    """Instant queries against one Prometheus base URL. Use as a context manager or call `close`."""
+    """Instant queries against one Prometheus endpoint (an operator `Endpoint`, or a bare base URL). Use as
+    a context manager or call `close`."""
 
-    def __init__(self, url: str, *, timeout: float, retries: int = 1) -> None:
+    def __init__(self, url: str | Endpoint, *, timeout: float, retries: int = 1) -> None:
         if not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
         if not 0 <= retries <= MAX_RETRIES:
             raise ValueError(f"retries must be between 0 and {MAX_RETRIES}, got {retries!r}")
-        self.url = url.rstrip("/")
+        endpoint = (
+            url if isinstance(url, Endpoint) else Endpoint(name="prometheus", url=url, from_policy=True)
+        )
+        self.endpoint = endpoint
+        self.url = endpoint.url.rstrip("/")
+        self.label = bounded(endpoint.label, _URL_IN_ERRORS)  # what messages show: never a credential
         self.timeout = min(timeout, MAX_DEADLINE)
         self.retries = retries
         self._endpoint = _endpoint(self.url)
         self._client: PrometheusConnect | None = None
         if isinstance(self._endpoint, _Endpoint):
-            self._client = PrometheusConnect(
-                self._endpoint.base, retry=_NO_RETRY, session=_BoundedSession(auth=self._endpoint.auth)
-            )
-
-    @classmethod
-    def from_settings(
-        cls, settings: PrometheusSettings, *, default_url: str, retries: int = 1
-    ) -> PrometheusSource:
-        """From the policy's ``analysis.prometheus`` (its ``url`` wins over the daemon's default)."""
-        return cls(settings.url or default_url, timeout=settings.timeout, retries=retries)
+            context: ssl.SSLContext | None = None
+            try:
+                if endpoint.ca_file is not None:
+                    context = ssl.create_default_context(cafile=endpoint.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                self._endpoint = f"cannot load its CA file ({type(exc).__name__})"
+            else:
+                self._client = PrometheusConnect(
+                    self._endpoint.base, retry=_NO_RETRY, session=_BoundedSession(context=context)
+                )
 
     @property
     def worst_case_seconds(self) -> float:
         """The longest a `query_scalar` call takes (name resolution aside): its deadline."""
         return self.timeout
 
-    def query_scalar(self, promql: str, *, at: float) -> float | None:
+    def _ready(self) -> tuple[PrometheusConnect, Credentials]:
         endpoint, client = self._endpoint, self._client
         if isinstance(endpoint, str) or client is None:
-            raise MetricsUnavailable(
-                bounded(f"{bounded(self.url, _URL_IN_ERRORS)}: {endpoint}", MESSAGE_LIMIT)
-            )
-        where = f"{bounded(endpoint.shown, _URL_IN_ERRORS)}/api/v1/query"
-        query = f"(query {_short(promql)})"
-        reply = self._get(client, promql, at, where, query)
+            raise MetricsUnavailable(bounded(f"{self.label}: {endpoint}", MESSAGE_LIMIT))
+        try:
+            return client, credentials(self.endpoint, endpoint.auth)
+        except SecretUnreadable as exc:
+            raise MetricsUnavailable(bounded(f"{self.label}: {exc}", MESSAGE_LIMIT)) from exc
+
+    def _refused_status(self, reply: _Reply, where: str, query: str, secrets: tuple[str, ...]) -> NoReturn:
+        """A non-200 answer: the status and ``errorType`` for the message, the body for the debug log."""
         if 300 <= reply.status < 400:
-            location = f" ({quoted(reply.location)})" if reply.location else ""
+            location = f" ({quoted(redact_url(reply.location))})" if reply.location else ""
             raise MetricsUnavailable(
                 f"{where}: Prometheus answered a redirect ({reply.status}) to another location{location}; "
                 f"redirects are not followed {query}"
             )
-        if reply.status != 200:
-            detail = error_text(decode(reply.body))
-            raise MetricsUnavailable(
-                bounded(
-                    f"{where}: HTTP {reply.status} from Prometheus"
-                    + (f": {detail}" if detail else "")
-                    + f" {query}",
-                    MESSAGE_LIMIT,
-                )
+        self._log_body(reply, secrets)
+        error_type = _error_type(reply.body)
+        detail = f" ({error_type})" if error_type else ""
+        raise MetricsUnavailable(
+            bounded(f"{where}: HTTP {reply.status} from Prometheus{detail} {query}", MESSAGE_LIMIT)
+        )
+
+    def _log_body(self, reply: _Reply, secrets: tuple[str, ...]) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            body = reply.body[: _BODY_IN_LOG * 4].decode("utf-8", "replace")
+            log.debug(
+                "Prometheus answered HTTP %d (%s): %s",
+                reply.status,
+                self.label,
+                bounded(scrub(body, secrets), _BODY_IN_LOG),
             )
+
+    def query_scalar(self, promql: str, *, at: float) -> float | None:
+        client, credentials = self._ready()
+        where = f"{self.label}/api/v1/query"
+        query = f"(query {_short(promql)})"
+        reply = self._get(client, promql, at, where, query, credentials=credentials)
+        if reply.status != 200:
+            self._refused_status(reply, where, query, credentials.secrets)
         answer = read_body(reply.body)
         if isinstance(answer, Number):
             return answer.value
@@ -498,24 +549,14 @@ class PrometheusSource:
         """Every series of an instant query at ``at`` as (labels, value), NaN an error: the grouped
         queries of ``analysis.batch``. Same deadline, retries and errors as `query_scalar`; the body cap is
         ``MAX_GROUPED_BODY_BYTES``, since one answer serves every rollout of the endpoint."""
-        endpoint, client = self._endpoint, self._client
-        if isinstance(endpoint, str) or client is None:
-            raise MetricsUnavailable(
-                bounded(f"{bounded(self.url, _URL_IN_ERRORS)}: {endpoint}", MESSAGE_LIMIT)
-            )
-        where = f"{bounded(endpoint.shown, _URL_IN_ERRORS)}/api/v1/query"
+        client, credentials = self._ready()
+        where = f"{self.label}/api/v1/query"
         query = f"(query {_short(promql)})"
-        reply = self._get(client, promql, at, where, query, cap=MAX_GROUPED_BODY_BYTES)
+        reply = self._get(
+            client, promql, at, where, query, cap=MAX_GROUPED_BODY_BYTES, credentials=credentials
+        )
         if reply.status != 200:
-            detail = error_text(decode(reply.body)) if reply.body else None
-            raise MetricsUnavailable(
-                bounded(
-                    f"{where}: HTTP {reply.status} from Prometheus"
-                    + (f": {detail}" if detail else "")
-                    + f" {query}",
-                    MESSAGE_LIMIT,
-                )
-            )
+            self._refused_status(reply, where, query, credentials.secrets)
         found = read_vector(decode(reply.body))
         if isinstance(found, str):
             raise MetricsUnavailable(bounded(f"{where}: {found} {query}", MESSAGE_LIMIT))
@@ -529,6 +570,7 @@ class PrometheusSource:
         where: str,
         query: str,
         *,
+        credentials: Credentials,
         cap: int = MAX_BODY_BYTES,
     ) -> _Reply:
         """The answer to the query, after at most ``retries`` retries, all before the deadline."""
@@ -539,7 +581,7 @@ class PrometheusSource:
             failure: str
             cause: BaseException | None = None
             try:
-                reply = _exchange(client, promql, at, deadline, cap)
+                reply = _exchange(client, promql, at, deadline, cap, credentials.headers)
             except _Deadline as exc:
                 raise PrometheusUnreachable(
                     f"{where}: no answer within {self.timeout:g} s ({attempt} attempt"
@@ -554,8 +596,9 @@ class PrometheusSource:
             else:
                 if reply.status != 429 and reply.status < 500:
                     return reply
-                detail = error_text(decode(reply.body))
-                failure = f"HTTP {reply.status} from Prometheus" + (f": {detail}" if detail else "")
+                self._log_body(reply, credentials.secrets)
+                error_type = _error_type(reply.body)
+                failure = f"HTTP {reply.status} from Prometheus" + (f" ({error_type})" if error_type else "")
             pause = _BACKOFF * 2.0 ** (attempt - 1)
             if attempt > self.retries or time.monotonic() + pause >= deadline:
                 plural = "" if attempt == 1 else "s"

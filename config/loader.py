@@ -29,6 +29,7 @@ from songbird.config.fields import format_duration, label_key_problem, label_val
 from songbird.config.policy import BUILTIN_METRICS, POLICY_KEY, Policy
 from songbird.config.template import check_template
 from songbird.config.text import MESSAGE_LIMIT, bounded, quoted
+from songbird.config.urls import policy_url_problem, redact_url
 
 T = TypeVar("T")
 PATH_LIMIT: Final = 200
@@ -257,6 +258,10 @@ def _number(value: Any, path: str, meta: Mapping[str, Any]) -> float:
 
 
 def _check_string(value: str, path: str, meta: Mapping[str, Any]) -> None:
+    if meta.get("kind") == "url":  # checked, and shown, only without what a URL may hide (credentials)
+        problem = policy_url_problem(value)
+        if problem is not None:
+            raise PolicyError(f"{problem}; got {_show(redact_url(value))}", path=path)
     longest = meta.get("max_length")
     if longest is not None and len(value) > longest:
         raise PolicyError(f"at most {longest} characters; got {len(value):,}: {_show(value)}", path=path)
@@ -334,6 +339,9 @@ def validate(policy: Policy) -> None:
         previous = weight
     if policy.stable.deployment is not None and policy.stable.deployment == policy.canary.deployment:
         raise PolicyError("the canary Deployment must differ from the stable one", path="canary.deployment")
+    source = policy.analysis.prometheus
+    if source.url is not None and source.endpoint is not None:
+        raise PolicyError("give either an endpoint or a url, not both", path="analysis.prometheus.url")
     if policy.replicas.mode == "fixed" and policy.replicas.canary is None:
         raise PolicyError("fixed mode needs the number of canary replicas", path="replicas.canary")
     a = policy.analysis

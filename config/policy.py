@@ -18,6 +18,8 @@ from typing import Literal
 from songbird.config.fields import (
     COOKIE_PATTERN,
     DAY,
+    ENDPOINT_MAX,
+    ENDPOINT_PATTERN,
     HEADER_PATTERN,
     HEADER_VALUE_PATTERN,
     HOUR,
@@ -154,10 +156,21 @@ class Placement:
 
 @dataclass(frozen=True, kw_only=True)
 class PrometheusSource:
+    endpoint: str | None = spec(
+        "endpoint",
+        "Name of a Prometheus endpoint the operator defined (songbird run --prometheus-endpoints) and opened "
+        "to this namespace. Default: the operator's default endpoint.",
+        default=None,
+        pattern=ENDPOINT_PATTERN,
+        max_length=ENDPOINT_MAX,
+        example="main",
+    )
     url: str | None = spec(
         "url",
-        "Prometheus base URL (http or https). Default: the daemon's --prometheus-url.",
+        "Prometheus base URL (http or https, no credentials, query or fragment). Used only when the operator "
+        "allows it for this namespace (policyUrls in the endpoints file); prefer 'endpoint'.",
         default=None,
+        kind="url",
         pattern=URL_PATTERN,
         max_length=URL_MAX,
         example="http://prometheus.monitoring:9090",

@@ -25,11 +25,12 @@ from typing import Protocol
 
 from songbird.analysis.batch import GroupedAnswer, GroupKind, Sample, grouped_query
 from songbird.analysis.prometheus import PrometheusSource
+from songbird.config.endpoints import Endpoint
 from songbird.config.errors import MetricsUnavailable
 from songbird.controller import deadline
 from songbird.controller.endpoints import Endpoints
 
-Key = tuple[str, GroupKind, float, float]  # (url, kind, window, at)
+Key = tuple[Endpoint, GroupKind, float, float]  # (endpoint, kind, window, at)
 
 
 class VectorSource(Protocol):
@@ -67,11 +68,11 @@ class QueryBatcher:
         endpoints: Endpoints,
         timeout: float,
         capacity: int = 32,
-        sources: Callable[[str], VectorSource] | None = None,
+        sources: Callable[[Endpoint], VectorSource] | None = None,
         on_query: Callable[[float, bool], None] | None = None,
     ) -> None:
-        """``timeout``: each grouped query's Prometheus timeout (the operator's maximum); ``sources(url)``
-        makes the vector source of an endpoint (default: `PrometheusSource`)."""
+        """``timeout``: each grouped query's Prometheus timeout (the operator's maximum);
+        ``sources(endpoint)`` makes the vector source of an endpoint (default: `PrometheusSource`)."""
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._endpoints = endpoints
@@ -81,17 +82,18 @@ class QueryBatcher:
         self._on_query = on_query
         self._lock = threading.Lock()
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
-        self._sources: dict[str, VectorSource] = {}
+        self._sources: dict[Endpoint, VectorSource] = {}
         self._owned: list[PrometheusSource] = []
         self.queries = 0  # grouped queries sent (for tests and the benchmark)
 
-    def _prometheus(self, url: str) -> VectorSource:
-        source = PrometheusSource(url, timeout=self._timeout, retries=1)
+    def _prometheus(self, endpoint: Endpoint) -> VectorSource:
+        timeout = self._timeout if endpoint.timeout is None else min(endpoint.timeout, self._timeout)
+        source = PrometheusSource(endpoint, timeout=timeout, retries=1)
         self._owned.append(source)
         return source
 
-    def grouped(self, url: str, kind: GroupKind, *, window: float, at: float) -> GroupedAnswer:
-        key: Key = (url, kind, window, at)
+    def grouped(self, endpoint: Endpoint, kind: GroupKind, *, window: float, at: float) -> GroupedAnswer:
+        key: Key = (endpoint, kind, window, at)
         with self._lock:
             entry = self._entries.get(key)
             owner = entry is None
@@ -101,27 +103,29 @@ class QueryBatcher:
                 self._evict()
             else:
                 self._entries.move_to_end(key)
-            source = self._sources.get(url)
+            source = self._sources.get(endpoint)
             if source is None and owner:
-                source = self._sources[url] = self._make(url)
+                source = self._sources[endpoint] = self._make(endpoint)
         if owner:
             assert source is not None
             self._ask(key, entry, source)
         else:
             wait = deadline.remaining()
             if not entry.done.wait(None if wait == float("inf") else max(wait, 0.0)):
-                raise MetricsUnavailable(f"{url}: grouped {kind.value} query still in flight at the deadline")
+                raise MetricsUnavailable(
+                    f"{endpoint.label}: grouped {kind.value} query still in flight at the deadline"
+                )
         if entry.error is not None:
             raise entry.error
         assert entry.answer is not None
         return entry.answer
 
     def _ask(self, key: Key, entry: _Entry, source: VectorSource) -> None:
-        url, kind, window, at = key
+        endpoint, kind, window, at = key
         call = _VectorCall(source)
         began = time.monotonic()
         try:
-            self._endpoints.guard(url).query(call, grouped_query(kind, window), at=at)
+            self._endpoints.guard(endpoint).query(call, grouped_query(kind, window), at=at)
             samples: list[Sample] = list(call.samples)
             entry.answer = GroupedAnswer.of(kind, window=window, at=at, samples=samples)
         except MetricsUnavailable as exc:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from songbird.config.endpoints import MAX_ENDPOINTS_BYTES, EndpointSettings, load_endpoints
 from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.fields import parse_duration
 from songbird.config.loader import MAX_MANIFEST_BYTES, load_policy_file
@@ -33,10 +34,13 @@ def _run(args: argparse.Namespace) -> int:
     from songbird.controller.daemon import Controller, Settings  # noqa: PLC0415
 
     logs.configure(args.log_level)
+    if args.prometheus_url and args.prometheus_endpoints:
+        raise UsageError("give --prometheus-url or --prometheus-endpoints, not both")
     settings = Settings(
         kubeconfig=args.kubeconfig,
         namespaces=tuple(n for n in (args.namespaces or "").split(",") if n),
         prometheus_url=args.prometheus_url,
+        prometheus=read_endpoints(args.prometheus_endpoints) if args.prometheus_endpoints else None,
         metrics_address=args.metrics_address,
         leader_election=args.leader_election,
         lease_name=args.lease_name,
@@ -55,6 +59,20 @@ def _run(args: argparse.Namespace) -> int:
     controller = Controller(settings)
     controller.install_signal_handlers()
     return controller.run()
+
+
+class UsageError(SongbirdError):
+    """Flags that do not go together."""
+
+
+def read_endpoints(path: str) -> EndpointSettings:
+    """The ``--prometheus-endpoints`` file, read up to its limit plus one byte (a larger one is refused)."""
+    try:
+        with open(path, "rb") as fh:
+            content = fh.read(MAX_ENDPOINTS_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError(f"cannot read the file: {exc.strerror or type(exc).__name__}", source=path) from exc
+    return load_endpoints(content, source=path)
 
 
 def _kube(args: argparse.Namespace, *, watching: bool = False) -> Any:
@@ -253,7 +271,15 @@ def parser(prog: str = "songbird") -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the controller")
     run.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, in-cluster)")
     run.add_argument("--namespaces", default="", help="comma-separated namespaces to watch (default: all)")
-    run.add_argument("--prometheus-url", help="Prometheus for policies that name none")
+    run.add_argument(
+        "--prometheus-url",
+        help="Prometheus for policies that name none: shorthand for one endpoint named 'default'",
+    )
+    run.add_argument(
+        "--prometheus-endpoints",
+        metavar="FILE",
+        help="YAML file of named Prometheus endpoints, the default one and the policy URL allow-list",
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument("--metrics-address", default="0.0.0.0:8080", help="host:port of /metrics and probes")
     run.add_argument("--leader-election", action=argparse.BooleanOptionalAction, default=True)

@@ -31,6 +31,7 @@ from types import FrameType
 import structlog
 
 from songbird.analysis.evaluator import PrometheusEvaluator
+from songbird.config.endpoints import EndpointSettings, single
 from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import POLICY_LABEL
@@ -68,7 +69,8 @@ and the release on shutdown within 3 s."""
 class Settings:
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()  # empty: all namespaces
-    prometheus_url: str | None = None
+    prometheus_url: str | None = None  # shorthand for one default endpoint; not with `prometheus`
+    prometheus: EndpointSettings | None = None  # the operator's endpoints (--prometheus-endpoints)
     metrics_address: str = "0.0.0.0:8080"
     leader_election: bool = True
     lease_name: str = "songbird-leader"
@@ -89,6 +91,8 @@ class Settings:
     def __post_init__(self) -> None:
         if min(self.tick_deadline, self.write_budget, self.prometheus_max_timeout) <= 0:
             raise ValueError("deadlines and timeouts must be positive")
+        if self.prometheus_url is not None and self.prometheus is not None:
+            raise ValueError("give --prometheus-url or --prometheus-endpoints, not both")
         if self.workers < 1 or self.prometheus_concurrency < 1:
             raise ValueError("workers and prometheus concurrency must be at least 1")
         if self.tick_deadline + self.write_budget + LEASE_API.budget > SHUTDOWN_BUDGET:
@@ -96,6 +100,11 @@ class Settings:
                 f"tick deadline + write budget + {LEASE_API.budget:g}s (Lease release) must fit in the "
                 f"{SHUTDOWN_BUDGET:g}s shutdown budget"
             )
+
+    @property
+    def endpoints(self) -> EndpointSettings:
+        """The operator's Prometheus endpoints (``--prometheus-url`` is one named ``default``)."""
+        return self.prometheus if self.prometheus is not None else single(self.prometheus_url)
 
 
 def tick_period(cadence: float) -> float:
@@ -189,7 +198,7 @@ class Controller:
             on_query=self.metrics.observe_prometheus_query,
         )
         self.evaluator = PrometheusEvaluator(
-            default_url=settings.prometheus_url,
+            endpoints=settings.endpoints,
             on_query=self.metrics.observe_prometheus_query,
             max_timeout=settings.prometheus_max_timeout,
             wrap=self.endpoints.wrap,
@@ -204,6 +213,7 @@ class Controller:
             clock=self.clock,
             listener=TickMetrics(self.metrics),
             on_forget=self.metrics.forget_rollout,
+            prometheus=settings.endpoints,
         )
         self.queue: WorkQueue[tuple[str, str]] = WorkQueue(self._work, workers=settings.workers)
         self.scheduler = Scheduler(due=self.due, resync=self.resync, resync_every=settings.resync)
@@ -294,6 +304,9 @@ class Controller:
             namespaces=list(self.settings.namespaces) or "all",
             metrics=self.settings.metrics_address,
             leader_election=self.settings.leader_election,
+            # Endpoint names only: a URL may hold credentials (the --prometheus-url shorthand).
+            prometheus=[e.name for e in self.settings.endpoints.endpoints],
+            prometheus_default=self.settings.endpoints.default,
         )
         for informer in self.cache.informers:
             informer.start()

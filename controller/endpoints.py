@@ -1,7 +1,7 @@
 """One slow or silent Prometheus endpoint holds only its own rollouts.
 
-`Endpoints.wrap(url, source)` returns the `MetricsSource` the evaluator uses for that URL. Every query
-goes through the endpoint's `Guard`, which keeps three promises:
+`Endpoints.wrap(endpoint, source)` returns the `MetricsSource` the evaluator uses for that endpoint. Every
+query goes through the endpoint's `Guard`, which keeps three promises:
 - concurrency: at most ``limit`` queries to one endpoint run at once, each on its own daemon thread;
   a query that finds every slot busy fails at once ("endpoint busy") instead of waiting, so a
   silent endpoint can occupy ``limit`` background threads and no worker;
@@ -20,8 +20,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from songbird.analysis.source import MetricsSource
+from songbird.config.endpoints import Endpoint
 from songbird.config.errors import MetricsUnavailable
 from songbird.controller import deadline
 
@@ -36,7 +38,7 @@ class Guard:
 
     def __init__(
         self,
-        url: str,
+        label: str,
         *,
         limit: int = 2,
         failures: int = 3,
@@ -45,7 +47,7 @@ class Guard:
     ) -> None:
         if limit < 1 or failures < 1 or cooldown <= 0:
             raise ValueError("limit and failures must be at least 1, cooldown positive")
-        self.url = url
+        self.label = label  # the endpoint as messages show it (`config.endpoints.Endpoint.label`)
         self._limit = limit
         self._failures = failures
         self._cooldown = cooldown
@@ -66,7 +68,7 @@ class Guard:
 
     def query(self, source: MetricsSource, promql: str, *, at: float) -> float | None:
         if deadline.remaining() <= 0:
-            raise MetricsUnavailable(f"{self.url}: not asked, the tick's deadline has passed")
+            raise MetricsUnavailable(f"{self.label}: not asked, the tick's deadline has passed")
         self._enter()
         call = _Call(source, promql, at, done=self._leave)
         # A daemon thread per query (at most ``limit`` per endpoint at once): an abandoned query must
@@ -74,7 +76,7 @@ class Guard:
         threading.Thread(target=call.run, name="songbird-prom", daemon=True).start()
         wait = deadline.remaining()
         if not call.finished.wait(None if wait == float("inf") else max(wait, 0.0)):
-            raise MetricsUnavailable(f"{self.url}: no answer within the tick's deadline")
+            raise MetricsUnavailable(f"{self.label}: no answer within the tick's deadline")
         if call.error is not None:
             raise call.error
         return call.value
@@ -88,16 +90,16 @@ class Guard:
             if self._open_until is not None:
                 if now < self._open_until:
                     raise MetricsUnavailable(
-                        f"{self.url}: circuit open after {self._failures} failed queries in a row "
+                        f"{self.label}: circuit open after {self._failures} failed queries in a row "
                         f"(tried again every {self._cooldown:g}s)"
                     )
                 if self._trial:
-                    raise MetricsUnavailable(f"{self.url}: circuit half-open, a trial query is in flight")
+                    raise MetricsUnavailable(f"{self.label}: circuit half-open, a trial query is in flight")
                 self._trial = True
             if self._busy >= self._limit:
                 if self._trial:
                     self._trial = False
-                raise MetricsUnavailable(f"{self.url}: endpoint busy ({self._limit} queries in flight)")
+                raise MetricsUnavailable(f"{self.label}: endpoint busy ({self._limit} queries in flight)")
             self._busy += 1
 
     def _leave(self, *, ok: bool) -> None:
@@ -149,22 +151,24 @@ class GuardedSource:
 
 
 class Endpoints:
-    """One `Guard` per Prometheus URL, made on first use."""
+    """One `Guard` per Prometheus endpoint (its name and settings, or the URL a policy gave), made on first
+    use."""
 
     def __init__(self, *, limit: int = 2, failures: int = 3, cooldown: float = 30.0) -> None:
         self._settings = (limit, failures, cooldown)
-        self._guards: dict[str, Guard] = {}
+        self._guards: dict[Endpoint, Guard] = {}
         self._lock = threading.Lock()
 
-    def guard(self, url: str) -> Guard:
+    def guard(self, endpoint: Endpoint) -> Guard:
+        key = replace(endpoint, timeout=0.0)  # one guard per endpoint, whatever timeout a policy asks
         with self._lock:
-            if url not in self._guards:
+            if key not in self._guards:
                 limit, failures, cooldown = self._settings
-                self._guards[url] = Guard(url, limit=limit, failures=failures, cooldown=cooldown)
-            return self._guards[url]
+                self._guards[key] = Guard(endpoint.label, limit=limit, failures=failures, cooldown=cooldown)
+            return self._guards[key]
 
-    def wrap(self, url: str, source: MetricsSource) -> MetricsSource:
-        return GuardedSource(self.guard(url), source)
+    def wrap(self, endpoint: Endpoint, source: MetricsSource) -> MetricsSource:
+        return GuardedSource(self.guard(endpoint), source)
 
     def close(self) -> None:
         with self._lock:

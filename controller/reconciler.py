@@ -7,8 +7,10 @@ safe to resume from:
 - within act, scale-ups first, then the route, then scale-downs: a weight is raised only onto canary pods
   that exist, and a rollback withdraws traffic before it removes pods;
 - a decision marked ``again`` (rollback, promotion) is recorded before the next transition is taken.
-Bad input (invalid policy, missing object, foreign canary Ingress) is recorded in the status and raised as
-a Warning Event on the policy ConfigMap, and traffic is not touched.
+Bad input (invalid policy, missing object, foreign canary Ingress, a Prometheus endpoint or URL the operator
+does not allow for the policy's namespace: `config.endpoint_choice.choose`) is recorded in the status and
+raised as a Warning Event on the policy ConfigMap, and traffic is not touched (nor is any request sent to
+a refused address).
 
 Deleting a policy mid-rollout: the finalizer `CLEANUP_FINALIZER` is put on the policy ConfigMap by its own
 write just before the rollout's first change to the cluster (the canary scale-up), so every object Songbird
@@ -50,6 +52,8 @@ from songbird.analysis.plan import Target, TrafficSplit
 from songbird.analysis.state import STATUS_ANNOTATION, Evidence, Phase, RolloutState
 from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult
+from songbird.config.endpoint_choice import Refusal, choose
+from songbird.config.endpoints import EndpointSettings
 from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import Policy
@@ -115,7 +119,10 @@ class Reconciler:
         clock: Clock,
         listener: TickListener | None = None,
         on_forget: Callable[[str, str], None] | None = None,
+        prometheus: EndpointSettings | None = None,
     ) -> None:
+        """``prometheus``: the operator's Prometheus endpoints; a policy that asks for one it may not use is
+        refused before anything is read or changed (None: the evaluator alone decides, in-process use)."""
         self.reader = reader
         self.writer = writer
         self.recorder = recorder
@@ -124,6 +131,7 @@ class Reconciler:
         self.clock = clock
         self.listener = listener
         self.on_forget = on_forget
+        self.prometheus = prometheus
         self.status = StatusMemory()  # what this replica decided since its last status write
 
     # -- the tick ----------------------------------------------------------------------------------------
@@ -149,6 +157,9 @@ class Reconciler:
         deleting = _deleting(configmap)
         try:
             policy = load_policy_configmap(configmap)
+            refusal = self._endpoint_refusal(policy, namespace, deleting=deleting)
+            if refusal is not None:
+                return self._refuse(configmap, state, f"{_source(configmap)}: {refusal.describe()}", now)
             view = self.router.read(self.reader, namespace, policy, name)
             observed = read_facts(
                 self.reader, view, namespace, policy, state, deleting=deleting, rollout=name
@@ -215,6 +226,13 @@ class Reconciler:
                 target.stable_replicas if target is not None else facts.stable_replicas,
             )
         return TickResult(state=state, decisions=decisions)
+
+    def _endpoint_refusal(self, policy: Policy, namespace: str, *, deleting: bool) -> Refusal | None:
+        """Why the policy may not query the Prometheus it names (never while withdrawing a deleted one)."""
+        if self.prometheus is None or deleting:
+            return None
+        chosen = choose(self.prometheus, policy.analysis.prometheus, namespace)
+        return chosen if isinstance(chosen, Refusal) else None
 
     # -- the cleanup finalizer ---------------------------------------------------------------------------
 
@@ -491,9 +509,13 @@ def write_state(
     writer.patch(Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: body}}})
 
 
-def _describe(exc: SongbirdError, configmap: Obj) -> str:
+def _source(configmap: Obj) -> str:
     meta = configmap.get("metadata") or {}
-    source = f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
+    return f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def _describe(exc: SongbirdError, configmap: Obj) -> str:
+    source = _source(configmap)
     if isinstance(exc, PolicyError):
         return f"{source}: invalid policy: {exc.path + ': ' if exc.path else ''}{exc.message}"
     if isinstance(exc, OwnershipError):

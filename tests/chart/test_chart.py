@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
+from songbird.config.endpoints import load_endpoints
 from songbird.config.loader import load_policy_configmap
 from tests.chart.values_doc import CHART, check
 
@@ -44,6 +45,7 @@ FLAGS = {
     "--kubeconfig",
     "--namespaces",
     "--prometheus-url",
+    "--prometheus-endpoints",
     "--log-level",
     "--metrics-address",
     "--leader-election",
@@ -56,11 +58,22 @@ FLAGS = {
     "--prometheus-concurrency",
     "--workers",
 }
+ENDPOINTS = [
+    "--set-json",
+    'prometheus.endpoints=[{"name": "main", "url": "http://prometheus.monitoring:9090", "timeout": "5s",'
+    ' "bearerToken": {"secretName": "prom-token", "key": "token"}, "headers": {"X-Scope-OrgID": "team-a"}},'
+    ' {"name": "mimir", "url": "https://mimir.monitoring/prometheus", "namespaces": ["team-a"],'
+    ' "basicAuth": {"secretName": "mimir-auth", "usernameKey": "user", "passwordKey": "password"},'
+    ' "ca": {"configMapName": "mimir-ca", "key": "ca.crt"}}]',
+    "--set-json",
+    'prometheus.policyUrls=[{"namespaces": ["team-b"], "prefixes": ["http://prometheus.team-b.svc:9090/"]}]',
+]
 MODES: dict[str, list[str]] = {
     "default": [],
     "namespaced": ["--set", "rbac.namespaced=true", "--set", "watchNamespaces={shop,payments}"],
     "servicemonitor": ["--set", "serviceMonitor.enabled=true"],
     "example-policy": ["--set", "examplePolicy.enabled=true"],
+    "endpoints": ENDPOINTS,
 }
 
 Helm = Callable[..., subprocess.CompletedProcess[str]]
@@ -383,3 +396,49 @@ def test_dashboard_configmap(render: Render) -> None:
     assert not [
         m for m in render("--set", "dashboard.enabled=false") if m["metadata"]["name"].endswith("dashboard")
     ]
+
+
+def test_prometheus_endpoints_are_a_mounted_file_with_credentials_from_secrets(render: Render) -> None:
+    manifests = render(*ENDPOINTS)
+    c = container(manifests)
+    assert "--prometheus-endpoints=/etc/songbird/endpoints/endpoints.yaml" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--prometheus-url")]
+    (cm,) = [m for m in by_kind(manifests, "ConfigMap") if m["metadata"]["name"] == "rel-songbird-prometheus"]
+    settings_file = load_endpoints(cm["data"]["endpoints.yaml"], source="endpoints.yaml")
+    main, mimir = settings_file.endpoints
+    assert settings_file.default == "main"
+    assert main.bearer_token_file == "/etc/songbird/prometheus/main/token/token"
+    assert main.headers == (("X-Scope-OrgID", "team-a"),) and main.timeout == 5.0
+    assert mimir.basic_auth is not None and mimir.ca_file == "/etc/songbird/prometheus/mimir/ca/ca.crt"
+    assert mimir.namespaces == ("team-a",)
+    assert settings_file.policy_urls[0].prefixes == ("http://prometheus.team-b.svc:9090/",)
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    for path in (
+        "/etc/songbird/endpoints",
+        "/etc/songbird/prometheus/main/token",
+        "/etc/songbird/prometheus/mimir/ca",
+    ):
+        assert mounts[path]["readOnly"] is True
+    volumes = {v["name"]: v for v in one(manifests, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    token = volumes[mounts["/etc/songbird/prometheus/main/token"]["name"]]["secret"]
+    assert token == {"secretName": "prom-token", "items": [{"key": "token", "path": "token"}]}
+    basic = volumes[mounts["/etc/songbird/prometheus/mimir/basic"]["name"]]["secret"]
+    assert [i["path"] for i in basic["items"]] == ["username", "password"]
+    assert "team-a" not in json.dumps(settings(manifests))  # header values stay out of the env settings
+
+
+def test_without_endpoints_the_url_is_the_default_and_policy_urls_still_render(render: Render) -> None:
+    assert "--prometheus-url=$(SONGBIRD_PROMETHEUS_URL)" in container(render())["args"]
+    manifests = render("--set-json", 'prometheus.policyUrls=[{"prefixes": ["http://p.team-b:9090/"]}]')
+    (cm,) = [m for m in by_kind(manifests, "ConfigMap") if m["metadata"]["name"] == "rel-songbird-prometheus"]
+    loaded = load_endpoints(cm["data"]["endpoints.yaml"], source="endpoints.yaml")
+    assert loaded.default == "default"
+    assert loaded.endpoints[0].url == "http://prometheus-operated.monitoring.svc:9090"
+
+
+def test_checksum_follows_the_endpoints(render: Render) -> None:
+    def checksum(*args: str) -> str:
+        deployment = one(render(*args), "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum(*ENDPOINTS) != checksum()

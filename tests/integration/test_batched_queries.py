@@ -29,6 +29,7 @@ from songbird.analysis.prometheus import PrometheusSource
 from songbird.analysis.queries import IngressTarget
 from songbird.analysis.state import Phase, RolloutState
 from songbird.analysis.verdict import Verdict
+from songbird.config.endpoints import Endpoint
 from songbird.config.loader import load_policy_yaml
 from songbird.config.policy import Policy
 from songbird.controller.batch import QueryBatcher
@@ -167,7 +168,12 @@ def test_batched_observations_equal_the_per_rollout_ones(prom: PrometheusServer)
                 alone = observe(policy, source, target, at=AT, window=CADENCE)
                 table = batch.picks(policy.analysis.metrics, target, CADENCE)
                 shared = batch.BatchedSource(
-                    batcher, prom.url, source, target=target, window=CADENCE, table=table
+                    batcher,
+                    Endpoint(name="main", url=prom.url),
+                    source,
+                    target=target,
+                    window=CADENCE,
+                    table=table,
                 )
                 together = observe(policy, shared, target, at=AT, window=CADENCE)
                 for one, other in zip(alone, together, strict=True):

@@ -48,10 +48,29 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
 
 @contextmanager
 def controller(
-    kube: KubeEmulator, identity: str, log: Path, *extra: str, namespaces: str = "default"
+    kube: KubeEmulator,
+    identity: str,
+    log: Path,
+    *extra: str,
+    namespaces: str = "default",
+    policy_urls: tuple[str, ...] = ("http://127.0.0.1:9/",),
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`songbird run` as a process against the emulator, with ``extra`` flags; killed on exit (resumed
-    first, in case a test stopped it with SIGSTOP)."""
+    first, in case a test stopped it with SIGSTOP). Unless ``extra`` names the Prometheus endpoints, an
+    endpoints file beside ``log`` makes ``http://127.0.0.1:9`` the default and lets policies in every
+    namespace give the ``policy_urls``."""
+    if not {"--prometheus-url", "--prometheus-endpoints"} & set(extra):
+        endpoints = log.with_suffix(".endpoints.yaml")
+        endpoints.write_text(
+            json.dumps(
+                {
+                    "default": "default",
+                    "endpoints": [{"name": "default", "url": "http://127.0.0.1:9"}],
+                    "policyUrls": [{"prefixes": list(policy_urls)}],
+                }
+            )
+        )
+        extra = ("--prometheus-endpoints", str(endpoints), *extra)
     env = {**os.environ, "POD_NAME": identity}
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -126,7 +126,13 @@ def test_sigterm_with_25_policies_in_flight_exits_within_10s(tmp_path: Path) -> 
             cm = policy_configmap(policy(silent, timeout="1h"), namespace=namespace)
             kube.put("ConfigMap", namespace, cm)
         with controller(
-            kube, "replica-a", tmp_path / "a.log", "--prometheus-max-timeout", "60", namespaces=""
+            kube,
+            "replica-a",
+            tmp_path / "a.log",
+            "--prometheus-max-timeout",
+            "60",
+            namespaces="",
+            policy_urls=(silent,),
         ) as proc:
             wait_for("a leader", lambda: holder(kube) == "replica-a")
             deadline = time.monotonic() + 20
@@ -167,6 +173,7 @@ def test_a_silent_prometheus_does_not_delay_other_rollouts(tmp_path: Path) -> No
             "--tick-deadline",
             "2",
             namespaces="",
+            policy_urls=(silent, healthy),
         ):
             wait_for("a leader", lambda: holder(kube) == "replica-a")
             began = time.monotonic()
@@ -189,10 +196,12 @@ def test_a_paused_leader_never_writes_after_its_lease_expired(tmp_path: Path) ->
         kube.put("ConfigMap", "default", policy_configmap(policy(silent)))
         # a manages the default namespace; b, which shares the Lease, manages another one: every write to
         # the default namespace (Leases aside) can only come from a.
-        with controller(kube, "replica-a", tmp_path / "a.log", *timing) as a:
+        with controller(kube, "replica-a", tmp_path / "a.log", *timing, policy_urls=(silent,)) as a:
             wait_for("a to lead", lambda: holder(kube) == "replica-a")
             wait_for("a to start the rollout", lambda: kube.get("Ingress", "default", "nginx-canary"))
-            with controller(kube, "replica-b", tmp_path / "b.log", *timing, namespaces="other") as b:
+            with controller(
+                kube, "replica-b", tmp_path / "b.log", *timing, namespaces="other", policy_urls=(silent,)
+            ) as b:
                 time.sleep(1)
                 os.kill(a.pid, signal.SIGSTOP)
                 wait_for("b to take over", lambda: holder(kube) == "replica-b", timeout=20)
@@ -228,7 +237,7 @@ def test_no_get_or_list_in_steady_state(tmp_path: Path) -> None:
     with KubeEmulator() as kube, answering_endpoint() as (healthy, queried):
         seed(kube)
         kube.put("ConfigMap", "default", policy_configmap(policy(healthy)))
-        with controller(kube, "replica-a", tmp_path / "a.log"):
+        with controller(kube, "replica-a", tmp_path / "a.log", policy_urls=(healthy,)):
             wait_for("a to lead", lambda: holder(kube) == "replica-a")
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline:  # the rollout starts and settles (hold at step 1)

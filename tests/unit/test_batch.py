@@ -27,10 +27,13 @@ from songbird.analysis import batch
 from songbird.analysis.batch import GroupedAnswer, GroupKind, Pick, histogram_quantile
 from songbird.analysis.queries import IngressTarget, Version
 from songbird.analysis.state import Phase, RolloutState
+from songbird.config.endpoints import Endpoint
 from songbird.config.errors import MetricsUnavailable
 from songbird.config.loader import load_policy_yaml
 from songbird.controller.batch import QueryBatcher
 from songbird.controller.endpoints import Endpoints
+
+_P = Endpoint(name="p", url="http://p")
 
 POLICY = load_policy_yaml("""
 ingress: web
@@ -153,7 +156,7 @@ def test_concurrent_ticks_share_one_grouped_query() -> None:
     got: list[float | None] = []
 
     def tick() -> None:
-        found = batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=1200)
+        found = batcher.grouped(_P, GroupKind.REQUESTS, window=60, at=1200)
         got.append(found.total(TARGET, Version.STABLE))
 
     threads = [threading.Thread(target=tick) for _ in range(8)]
@@ -164,8 +167,8 @@ def test_concurrent_ticks_share_one_grouped_query() -> None:
     for thread in threads:
         thread.join(5)
     assert got == [42.0] * 8 and len(source.asked) == 1 and batcher.queries == 1
-    batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=1200)  # later tick: from the cache
-    batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=1260)  # next cadence: asked again
+    batcher.grouped(_P, GroupKind.REQUESTS, window=60, at=1200)  # later tick: from the cache
+    batcher.grouped(_P, GroupKind.REQUESTS, window=60, at=1260)  # next cadence: asked again
     assert len(source.asked) == 2
 
 
@@ -175,7 +178,7 @@ def test_a_failed_grouped_query_is_not_cached() -> None:
     batcher = QueryBatcher(endpoints=Endpoints(limit=2, failures=10), timeout=1.0, sources=lambda url: source)
     for _ in range(2):
         with pytest.raises(MetricsUnavailable, match="said no"):
-            batcher.grouped("http://p", GroupKind.SERVER_ERRORS, window=60, at=1200)
+            batcher.grouped(_P, GroupKind.SERVER_ERRORS, window=60, at=1200)
     assert len(source.asked) == 2
 
 
@@ -184,5 +187,5 @@ def test_the_cache_is_bounded() -> None:
     source.release.set()
     batcher = QueryBatcher(endpoints=Endpoints(), timeout=1.0, capacity=2, sources=lambda url: source)
     for at in (60.0, 120.0, 180.0, 60.0):
-        batcher.grouped("http://p", GroupKind.REQUESTS, window=60, at=at)
+        batcher.grouped(_P, GroupKind.REQUESTS, window=60, at=at)
     assert len(source.asked) == 4  # the first key was dropped when the third came

@@ -213,7 +213,7 @@ MINIMAL = "ingress: nginx\ncanary: {deployment: v2, service: v2}\nsteps: [50]\n"
         (
             MINIMAL + "analysis: {prometheus: {url: 'file:///etc/passwd'}}\n",
             "analysis.prometheus.url",
-            "match",
+            "only http:// and https:// URLs are allowed",
         ),
         (MINIMAL + "x" * 1000 + ": 1\n", "x" * 57 + "...", "unknown key"),
         (MINIMAL + "1: x\n", "1", "keys are strings; got integer 1"),

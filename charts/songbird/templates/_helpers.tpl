@@ -120,3 +120,45 @@ SONGBIRD_PROMETHEUS_MAX_TIMEOUT: {{ .Values.controller.prometheusMaxTimeout | qu
 SONGBIRD_PROMETHEUS_CONCURRENCY: {{ .Values.controller.prometheusConcurrency | quote }}
 SONGBIRD_WORKERS: {{ .Values.controller.workers | quote }}
 {{- end }}
+
+{{/*
+Whether the controller reads an endpoints file (--prometheus-endpoints) rather than --prometheus-url.
+*/}}
+{{- define "songbird.endpointsFile.enabled" -}}
+{{- if or .Values.prometheus.endpoints .Values.prometheus.policyUrls }}true{{ end }}
+{{- end }}
+
+{{/*
+Where an endpoint's mounted files live: /etc/songbird/prometheus/<endpoint>/{token,basic,ca}/.
+*/}}
+{{- define "songbird.endpointsDir" -}}/etc/songbird/prometheus{{- end }}
+
+{{/*
+The endpoints file (config/endpoints.py reads it): the chart's prometheus values, with Secret and ConfigMap
+references turned into the paths of the files mounted from them. Without endpoints, controller.prometheusUrl
+is the one endpoint, named default.
+*/}}
+{{- define "songbird.endpointsFile" -}}
+{{- $dir := include "songbird.endpointsDir" . }}
+{{- $endpoints := list }}
+{{- range .Values.prometheus.endpoints }}
+{{- $out := dict "name" .name "url" .url }}
+{{- with .timeout }}{{ $_ := set $out "timeout" . }}{{ end }}
+{{- if .bearerToken }}{{ $_ := set $out "bearerTokenFile" (printf "%s/%s/token/token" $dir .name) }}{{ end }}
+{{- if .basicAuth }}
+{{- $_ := set $out "basicAuth" (dict "usernameFile" (printf "%s/%s/basic/username" $dir .name) "passwordFile" (printf "%s/%s/basic/password" $dir .name)) }}
+{{- end }}
+{{- if .ca }}{{ $_ := set $out "caFile" (printf "%s/%s/ca/ca.crt" $dir .name) }}{{ end }}
+{{- with .headers }}{{ $_ := set $out "headers" . }}{{ end }}
+{{- with .namespaces }}{{ $_ := set $out "namespaces" . }}{{ end }}
+{{- $endpoints = append $endpoints $out }}
+{{- end }}
+{{- $default := .Values.prometheus.default }}
+{{- if not $endpoints }}
+{{- $endpoints = list (dict "name" "default" "url" .Values.controller.prometheusUrl) }}
+{{- end }}
+{{- if not $default }}{{ $default = (first $endpoints).name }}{{ end }}
+{{- $doc := dict "default" $default "endpoints" $endpoints }}
+{{- with .Values.prometheus.policyUrls }}{{ $_ := set $doc "policyUrls" . }}{{ end }}
+{{- toYaml $doc }}
+{{- end }}
