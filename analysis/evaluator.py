@@ -29,11 +29,16 @@ from songbird.analysis.source import MetricsSource
 from songbird.analysis.state import RolloutState
 from songbird.config.errors import MetricsUnavailable, PolicyError
 from songbird.config.policy import BUILTIN_METRICS, Policy
+from songbird.config.scope import DEFAULT_LABEL
 
 
-def _target(policy: Policy, namespace: str, state: RolloutState) -> IngressTarget:
+def _target(policy: Policy, namespace: str, state: RolloutState, label: str) -> IngressTarget:
     return IngressTarget(
-        namespace=namespace, ingress=policy.ingress, canary=state.canary_service, stable=state.stable_service
+        namespace=namespace,
+        ingress=policy.ingress,
+        canary=state.canary_service,
+        stable=state.stable_service,
+        namespace_label=label,
     )
 
 
@@ -72,16 +77,19 @@ class PrometheusEvaluator:
         max_timeout: float | None = None,
         wrap: Callable[[str, MetricsSource], MetricsSource] | None = None,
         grouped: batch.GroupedSource | None = None,
+        namespace_label: str = DEFAULT_LABEL,
     ) -> None:
         """``max_timeout`` caps every policy's ``analysis.prometheus.timeout`` (the operator's maximum);
         ``wrap(url, source)`` lets the runtime put its per-endpoint guard around each source;
         ``grouped``, when given, answers the built-in metrics from queries batched across rollouts, over
-        windows aligned to the cadence grid (`analysis.batch`)."""
+        windows aligned to the cadence grid (`analysis.batch`); ``namespace_label`` is the label custom
+        queries are scoped on (`config.scope`)."""
         self.default_url = default_url
         self.on_query = on_query
         self.max_timeout = max_timeout
         self.wrap = wrap
         self.grouped = grouped
+        self.namespace_label = namespace_label
         self._sources: dict[tuple[str, float], PrometheusSource] = {}
 
     def _source(self, policy: Policy) -> MetricsSource | None:
@@ -107,7 +115,7 @@ class PrometheusEvaluator:
                     "no Prometheus URL: set analysis.prometheus.url in the policy or --prometheus-url",
                     path="analysis.prometheus.url",
                 )
-            target = _target(policy, namespace, state)
+            target = _target(policy, namespace, state, self.namespace_label)
         except PolicyError as exc:
             return tuple(error_result(m.name, exc.describe()) for m in policy.analysis.metrics), dict(
                 state.evidence
@@ -148,7 +156,7 @@ class PrometheusEvaluator:
         try:
             if source is None:
                 raise PolicyError("no Prometheus URL", path="analysis.prometheus.url")
-            target = _target(policy, namespace, state)
+            target = _target(policy, namespace, state, self.namespace_label)
         except PolicyError as exc:
             return f"forecast unavailable: {exc.describe()}"
         seen = observe(_only(policy, builtin=True), source, target, at=now, window=window)
@@ -178,7 +186,7 @@ class PrometheusEvaluator:
         if source is None:
             return {}
         try:
-            target = _target(policy, namespace, state)
+            target = _target(policy, namespace, state, self.namespace_label)
         except PolicyError:
             return {}
         seen = observe(_only(policy, builtin=True), source, target, at=now, window=HISTORY_WINDOW)
