@@ -83,15 +83,19 @@ def scope(query: str, *, namespace: str, label: str = DEFAULT_LABEL, path: str =
         raise PolicyError(problem, path=path)
     tree = _parse(query, path=path)
     try:
-        faithful = repr(_parse(str(tree), path=path)) == repr(tree)
-    except (PolicyError, RecursionError) as exc:
-        raise _unfaithful(path) from exc
-    if not faithful:
-        raise _unfaithful(path)
+        selectors = [node for node in _nodes(tree, path=path) if isinstance(node, pq.VectorSelector)]
+        if any(sel.matchers.or_matchers for sel in selectors):
+            raise PolicyError(
+                "'or' between label matchers inside one selector cannot be scoped; join two selectors "
+                "with the 'or' operator instead",
+                path=path,
+            )
+        _check_faithful(tree, path=path)
+    except RecursionError as exc:
+        raise PolicyError("the query is nested too deeply to be scoped", path=path) from exc
+    for selector in selectors:
+        _restrict(selector, namespace=namespace, label=label, path=path)
     try:
-        for node in _nodes(tree, path=path):
-            if isinstance(node, pq.VectorSelector):
-                _restrict(node, namespace=namespace, label=label, path=path)
         rendered = str(tree)
     except RecursionError as exc:
         raise PolicyError("the query is nested too deeply to be scoped", path=path) from exc
@@ -148,12 +152,6 @@ def _show(matcher: pq.Matcher) -> str:
 def _restrict(selector: pq.VectorSelector, *, namespace: str, label: str, path: str) -> None:
     """Add ``label="namespace"`` to one selector, or refuse a matcher on the label that is anything else."""
     matchers = selector.matchers
-    if matchers.or_matchers:
-        raise PolicyError(
-            "'or' between label matchers inside one selector cannot be scoped; join two selectors with "
-            "the 'or' operator instead",
-            path=path,
-        )
     own = [m for m in matchers.matchers if m.name == label]
     for m in own:
         if m.op != pq.MatchOp.Equal or m.value != namespace:
@@ -172,6 +170,16 @@ def _unfaithful(path: str) -> PolicyError:
         "backslash in a string, a quoted UTF-8 name, or a subquery without a step?)",
         path=path,
     )
+
+
+def _check_faithful(tree: pq.Expr, *, path: str) -> None:
+    """The parser renders ``tree`` to text that parses back to the very same tree."""
+    try:
+        same = repr(pq.parse(str(tree))) == repr(tree)
+    except ValueError as exc:
+        raise _unfaithful(path) from exc
+    if not same:
+        raise _unfaithful(path)
 
 
 def _check_scoped(rendered: str, *, namespace: str, label: str, path: str) -> None:
