@@ -6,7 +6,8 @@ Covers, for a policy written as a user writes it (YAML):
 - a latency quantile and a threshold between bucket bounds (moved up to the next bound);
 - custom queries rendered with the rollout's names and window; a custom query with no data;
 - a canary that has not served anything yet: zero counts, not an error;
-- one bad query (naming another namespace, refused when scoped) marks only its metric; a threshold above the largest bucket marks only the latency metric;
+- one bad query (naming another namespace, refused when scoped) marks only its metric; a threshold above
+  the largest bucket marks only the latency metric;
 - a dead Prometheus: every metric is ERROR, and the evaluation costs one timeout, not one per query;
 - observations then judged by `analysis.threshold` end to end.
 """

@@ -37,7 +37,7 @@ from songbird.analysis.answer import (
     read_answer,
     read_body,
 )
-from songbird.config.text import LABEL_LIMIT, REASON_LIMIT, bounded, quoted
+from songbird.config.text import REASON_LIMIT, bounded, quoted
 
 T = 1_700_000_000.5
 
