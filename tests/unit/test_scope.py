@@ -8,8 +8,9 @@ Covers:
 - refused because unsafe to render: ``or`` between matchers, escapes in strings, a subquery without a
   step, ``info()``, more than MAX_STRUCTURE operators (which would crash the parser), bad label names;
 - another label name (``kubernetes_namespace``) scopes on that label;
-- properties (Hypothesis): for generated queries the output parses, every selector carries exactly the
-  namespace matcher, scoping is idempotent; a foreign namespace matcher anywhere is always refused;
+- properties (Hypothesis): any text is scoped or refused with a PolicyError, never another exception; for
+  generated queries the output parses, every selector carries exactly the namespace matcher, scoping is
+  idempotent; a foreign namespace matcher anywhere is always refused;
 - the loader rejects a custom query that does not parse (placeholders filled with sample values), and, with
   a known namespace, one that cannot be scoped; `queries.custom` sends only the scoped text.
 """
@@ -216,3 +217,19 @@ def test_custom_sends_the_scoped_rendering() -> None:
         namespace="a", ingress="web", canary="web-canary", stable="web", namespace_label="k8s_ns"
     )
     assert custom(query, relabelled, 60, path=PATH) == 'sum(rate(x{ingress="web",k8s_ns="a"}[1m]))'
+
+
+_PROMQL_CHARS = st.sampled_from(
+    [*"xyz(){}[]\"'`=~!,:+-*/^%<>@ 015m.#\\\n", "sum", "by", "or", "on", "offset"]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.lists(_PROMQL_CHARS, max_size=40).map("".join)))
+def test_property_any_text_is_scoped_or_refused_never_another_error(text: str) -> None:
+    try:
+        out = scoped(text)
+    except PolicyError as exc:
+        assert exc.path == PATH
+        return
+    assert scoped(out) == out
