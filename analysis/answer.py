@@ -11,7 +11,9 @@ What counts as what (the instant-query format of https://prometheus.io/docs/prom
 - ``{"status": "success", "data": {"resultType": "vector", "result": [...]}}`` with no series is NoData;
   with one series ``{"metric": {...}, "value": [<time>, "<number>"]}`` it is that number. The series may
   carry a ``__name__`` and nothing else: any other label means the query was not aggregated to one number
-  (or the answer is not for the query asked), which is Unusable, as are several series.
+  (or the answer is not for the query asked), which is Unusable, as are several series. Such a reason
+  gives the number of series (or labels) and at most the metric name: never a label VALUE of the answer,
+  which could be another tenant's (a host name, a service name) and would land in the status and Events.
 - ``resultType`` ``scalar``: ``"result": [<time>, "<number>"]``, read the same way.
 - The value is a JSON string holding a decimal number, ``NaN``, ``+Inf`` or ``-Inf``, at most 64
   characters (Prometheus writes the shortest ``'f'`` form, ``'e'`` below 1e-6 and from 1e21 on: at most
@@ -43,7 +45,7 @@ from itertools import islice
 from songbird.config.text import LABEL_LIMIT, REASON_LIMIT, bounded, quoted
 
 VALUE_LIMIT = 64  # characters of a sample value (Prometheus writes at most about 25)
-LABELS_SHOWN = 3  # labels (or series) quoted in a reason
+LABELS_SHOWN = 3  # series whose metric name a reason may quote
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity)|nan", re.IGNORECASE)
 _ONE_NUMBER = "aggregate it to one number, for example with sum()"
 
@@ -152,14 +154,17 @@ def read_answer(doc: object) -> Answer:
     return _unusable(f"unknown resultType {shown}")
 
 
-def _labels(metric: Mapping[object, object]) -> str:
-    shown = [
-        f"{bounded(k, LABEL_LIMIT) if isinstance(k, str) else kind(k)}="
-        f"{quoted(v) if isinstance(v, str) else kind(v)}"
-        for k, v in islice(metric.items(), LABELS_SHOWN)
-    ]
-    more = len(metric) - len(shown)
-    return "{" + ", ".join(shown) + (f", +{more} more" if more > 0 else "") + "}"
+def _names(result: list[object]) -> str:
+    """The metric name(s) of the first series (``__name__`` only, never another label's value)."""
+    names = sorted(
+        {
+            bounded(n, LABEL_LIMIT)
+            for s in islice(result, LABELS_SHOWN)
+            if isinstance(s, Mapping) and isinstance(m := s.get("metric"), Mapping)
+            if isinstance(n := m.get("__name__"), str)
+        }
+    )
+    return f"; metric {', '.join(names)}" if names else ""
 
 
 def _vector(result: object) -> Answer:
@@ -168,12 +173,9 @@ def _vector(result: object) -> Answer:
     if not result:
         return NoData(why="empty result")
     if len(result) > 1:
-        shown = ", ".join(
-            _labels(s["metric"]) if isinstance(s, Mapping) and isinstance(s.get("metric"), Mapping) else "?"
-            for s in islice(result, LABELS_SHOWN)
-        )
         return _unusable(
-            f"query returned {len(result):,} series where one number was expected ({_ONE_NUMBER}): {shown}"
+            f"query returned {len(result):,} series where one number was expected ({_ONE_NUMBER})"
+            f"{_names(result)}"
         )
     series = result[0]
     if not isinstance(series, Mapping):
@@ -182,10 +184,10 @@ def _vector(result: object) -> Answer:
     if not isinstance(metric, Mapping):
         return _unusable(f"series labels are a JSON {kind(metric)}, not an object")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
-        return _unusable(f"series labels are not all strings: {_labels(metric)}")
+        return _unusable("series labels are not all strings")
     if any(k != "__name__" for k in metric):
         return _unusable(
-            f"query returned a series with labels {_labels(metric)} where one number was expected "
+            f"query returned a series with {len(metric):,} labels where one number was expected "
             f"({_ONE_NUMBER})"
         )
     if "value" not in series:

@@ -36,11 +36,16 @@ from songbird.config.endpoint_choice import Refusal, choose
 from songbird.config.endpoints import Endpoint, EndpointSettings
 from songbird.config.errors import MetricsUnavailable, PolicyError
 from songbird.config.policy import BUILTIN_METRICS, Policy
+from songbird.config.scope import DEFAULT_LABEL
 
 
-def _target(policy: Policy, namespace: str, state: RolloutState) -> IngressTarget:
+def _target(policy: Policy, namespace: str, state: RolloutState, label: str) -> IngressTarget:
     return IngressTarget(
-        namespace=namespace, ingress=policy.ingress, canary=state.canary_service, stable=state.stable_service
+        namespace=namespace,
+        ingress=policy.ingress,
+        canary=state.canary_service,
+        stable=state.stable_service,
+        namespace_label=label,
     )
 
 
@@ -80,6 +85,7 @@ class PrometheusEvaluator:
         max_timeout: float | None = None,
         wrap: Callable[[Endpoint, MetricsSource], MetricsSource] | None = None,
         grouped: batch.GroupedSource | None = None,
+        namespace_label: str = DEFAULT_LABEL,
     ) -> None:
         """``endpoints``: the operator's settings (the daemon always gives them); without them, in-process
         use (tests, benchmarks): ``default_url`` as the default and any policy URL that passes the static
@@ -87,12 +93,14 @@ class PrometheusEvaluator:
         ``analysis.prometheus.timeout`` (the operator's maximum); ``wrap(endpoint, source)`` lets the
         runtime put its per-endpoint guard around each source;
         ``grouped``, when given, answers the built-in metrics from queries batched across rollouts, over
-        windows aligned to the cadence grid (`analysis.batch`)."""
+        windows aligned to the cadence grid (`analysis.batch`); ``namespace_label`` is the label custom
+        queries are scoped on (`config.scope`)."""
         self.endpoints = endpoints if endpoints is not None else operator.unrestricted(default_url)
         self.on_query = on_query
         self.max_timeout = max_timeout
         self.wrap = wrap
         self.grouped = grouped
+        self.namespace_label = namespace_label
         self._sources: dict[Endpoint, PrometheusSource] = {}
 
     def _source(self, policy: Policy, namespace: str) -> tuple[Endpoint, MetricsSource] | Refusal:
@@ -113,7 +121,7 @@ class PrometheusEvaluator:
             if isinstance(chosen, Refusal):
                 raise PolicyError(chosen.message, path=chosen.path)
             endpoint, source = chosen
-            target = _target(policy, namespace, state)
+            target = _target(policy, namespace, state, self.namespace_label)
         except PolicyError as exc:
             return tuple(error_result(m.name, exc.describe()) for m in policy.analysis.metrics), dict(
                 state.evidence
@@ -160,7 +168,7 @@ class PrometheusEvaluator:
             if isinstance(chosen, Refusal):
                 raise PolicyError(chosen.message, path=chosen.path)
             _, source = chosen
-            target = _target(policy, namespace, state)
+            target = _target(policy, namespace, state, self.namespace_label)
         except PolicyError as exc:
             return f"forecast unavailable: {exc.describe()}"
         seen = observe(_only(policy, builtin=True), source, target, at=now, window=window)
@@ -191,7 +199,7 @@ class PrometheusEvaluator:
             return {}
         _, source = chosen
         try:
-            target = _target(policy, namespace, state)
+            target = _target(policy, namespace, state, self.namespace_label)
         except PolicyError:
             return {}
         seen = observe(_only(policy, builtin=True), source, target, at=now, window=HISTORY_WINDOW)

@@ -13,6 +13,8 @@ Invariants:
   bounds is moved UP to the next bound (`LatencyBucket` says so), because a bucket query cannot count
   "slower than 0.3 s", only "slower than 0.5 s".
 - Names are checked against the Kubernetes name pattern before they reach a query: no PromQL injection.
+- A custom query is the tenant's: `custom` scopes every selector in it to ``target.namespace`` on the
+  operator's ``namespace_label`` (`config.scope`), or refuses it.
 - Every function is pure and returns a string; running it is `analysis.prometheus`' job.
 """
 
@@ -27,6 +29,7 @@ from enum import StrEnum
 from songbird.config.errors import PolicyError
 from songbird.config.fields import NAME_PATTERN
 from songbird.config.policy import MetricSpec
+from songbird.config.scope import DEFAULT_LABEL, label_problem, scope
 from songbird.config.template import render_template
 
 REQUESTS = "nginx_ingress_controller_requests"
@@ -50,12 +53,22 @@ class IngressTarget:
     ingress: str  # the MAIN Ingress: canary traffic is reported under it too
     canary: str  # canary Service (only for custom queries: ingress-nginx metrics never carry it)
     stable: str  # stable Service
+    # The label that holds a series' namespace in this cluster's Prometheus (`songbird run
+    # --namespace-label`): custom queries are scoped on it. Built-in queries do NOT use it: they match
+    # the ``namespace`` label ingress-nginx itself writes (the Ingress's namespace). Where a scrape with
+    # honor_labels=false renames that one to ``exported_namespace``, ``namespace`` is the target label
+    # (the ingress-nginx Pod's own namespace), so the two settings differ exactly in the clusters that
+    # relabel; one setting for both would make the built-ins find nothing there.
+    namespace_label: str = DEFAULT_LABEL
 
     def __post_init__(self) -> None:
         for key in ("namespace", "ingress", "canary", "stable"):
             value = getattr(self, key)
             if not re.fullmatch(NAME_PATTERN, value):
                 raise PolicyError(f"{value!r} is not a Kubernetes object name", path=key)
+        problem = label_problem(self.namespace_label)
+        if problem is not None:
+            raise PolicyError(problem, path="namespace_label")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,7 +201,8 @@ def error_share(target: IngressTarget, window: float, version: Version = Version
 
 
 def custom(query: str, target: IngressTarget, window: float, *, path: str = "query") -> str:
-    """A policy's custom query with its placeholders filled (unknown or missing ones fail)."""
+    """A policy's custom query with its placeholders filled (unknown or missing ones fail), every selector
+    scoped to the target's namespace (`config.scope.scope`: a query that cannot be is a PolicyError)."""
     values = {
         "namespace": target.namespace,
         "ingress": target.ingress,
@@ -196,4 +210,5 @@ def custom(query: str, target: IngressTarget, window: float, *, path: str = "que
         "stable": target.stable,
         "window": duration(window),
     }
-    return render_template(query, values, path=path)
+    rendered = render_template(query, values, path=path)
+    return scope(rendered, namespace=target.namespace, label=target.namespace_label, path=path)

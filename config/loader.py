@@ -27,7 +27,8 @@ from songbird.config.document import MAX_MANIFEST_BYTES, MAX_POLICY_BYTES, QUOTE
 from songbird.config.errors import PolicyError
 from songbird.config.fields import format_duration, label_key_problem, label_value_problem, parse_duration
 from songbird.config.policy import BUILTIN_METRICS, POLICY_KEY, Policy
-from songbird.config.template import check_template
+from songbird.config.scope import DEFAULT_LABEL, check_parses, scope
+from songbird.config.template import check_template, render_template
 from songbird.config.text import MESSAGE_LIMIT, bounded, quoted
 from songbird.config.urls import policy_url_problem, redact_url
 
@@ -44,14 +45,19 @@ __all__ = [
 ]
 
 
-def load_policy_yaml(text: str | bytes, *, source: str = "") -> Policy:
+def load_policy_yaml(
+    text: str | bytes, *, source: str = "", namespace: str | None = None, namespace_label: str = DEFAULT_LABEL
+) -> Policy:
     """Parse and validate the text of ``policy.yaml``. ``source`` (namespace/name) goes into errors.
+
+    Custom queries must parse as PromQL (their placeholders filled with sample values); when
+    ``namespace`` is given they must also be scopable to it on ``namespace_label`` (`config.scope`).
 
     Every tick loads its rollout's policy, so valid texts are parsed once and kept (a `Policy` is frozen
     all the way down, so sharing one is safe); the cache holds at most `POLICY_CACHE` distinct texts and
     errors are not cached."""
     try:
-        return _parsed(text)
+        return _parsed(text, namespace, namespace_label)
     except PolicyError as exc:
         raise _bounded_error(exc, source) from exc
 
@@ -60,14 +66,18 @@ POLICY_CACHE: Final = 4096
 
 
 @functools.lru_cache(maxsize=POLICY_CACHE)
-def _parsed(text: str | bytes) -> Policy:
-    return policy_from_data(read_yaml(text, limit=MAX_POLICY_BYTES))
+def _parsed(text: str | bytes, namespace: str | None, namespace_label: str) -> Policy:
+    data = read_yaml(text, limit=MAX_POLICY_BYTES)
+    return policy_from_data(data, namespace=namespace, namespace_label=namespace_label)
 
 
-def load_policy_configmap(configmap: Mapping[str, Any], *, source: str | None = None) -> Policy:
+def load_policy_configmap(
+    configmap: Mapping[str, Any], *, source: str | None = None, namespace_label: str | None = None
+) -> Policy:
     """Parse the policy held by a ConfigMap object (as returned by the API, or read from a manifest).
 
-    ``source`` defaults to ``namespace/name`` from the object's metadata."""
+    ``source`` defaults to ``namespace/name`` from the object's metadata. With ``namespace_label``, custom
+    queries are also checked to scope to the ConfigMap's namespace (when its metadata names one)."""
     if source is None:
         meta = _mapping(configmap.get("metadata")) if isinstance(configmap, Mapping) else {}
         source = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
@@ -79,11 +89,17 @@ def load_policy_configmap(configmap: Mapping[str, Any], *, source: str | None = 
     if not isinstance(text, str):
         error = PolicyError(f"expected a string, got {_type_name(text)}", path=f"data.{POLICY_KEY}")
         raise _bounded_error(error, str(source))
-    return load_policy_yaml(text, source=str(source))
+    namespace = _mapping(configmap.get("metadata")).get("namespace") if namespace_label is not None else None
+    if not isinstance(namespace, str) or not namespace:
+        namespace = None
+    return load_policy_yaml(
+        text, source=str(source), namespace=namespace, namespace_label=namespace_label or DEFAULT_LABEL
+    )
 
 
-def load_policy_file(content: str | bytes, *, source: str) -> Policy:
-    """What ``songbird validate`` checks: a ``policy.yaml`` file, or a ConfigMap manifest holding one.
+def load_policy_file(content: str | bytes, *, source: str, namespace_label: str = DEFAULT_LABEL) -> Policy:
+    """What ``songbird validate`` checks: a ``policy.yaml`` file, or a ConfigMap manifest holding one
+    (whose custom queries are then also scoped to its ``metadata.namespace`` on ``namespace_label``).
 
     The manifest may be up to `MAX_MANIFEST_BYTES` (1 MiB); the policy inside it, as any policy, up to
     `MAX_POLICY_BYTES` (64 KiB)."""
@@ -92,17 +108,19 @@ def load_policy_file(content: str | bytes, *, source: str) -> Policy:
     except PolicyError as exc:
         raise _bounded_error(exc, source) from exc
     if isinstance(document, dict) and document.get("kind") == "ConfigMap":
-        return load_policy_configmap(document, source=source)
+        return load_policy_configmap(document, source=source, namespace_label=namespace_label)
     return load_policy_yaml(content, source=source)
 
 
-def policy_from_data(data: Any) -> Policy:
+def policy_from_data(
+    data: Any, *, namespace: str | None = None, namespace_label: str = DEFAULT_LABEL
+) -> Policy:
     """Build and validate a `Policy` from plain data (what YAML or JSON parsing gives)."""
     if data is None:
         raise PolicyError("the policy is empty", path=POLICY_KEY)
     try:
         policy = parse(Policy, data, "")
-        validate(policy)
+        validate(policy, namespace=namespace, namespace_label=namespace_label)
     except PolicyError:
         raise
     except Exception as exc:  # a rule that fails on odd input still refuses the policy, never crashes
@@ -318,8 +336,11 @@ def _limit(bound: float, duration: bool) -> str:
     return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
-def validate(policy: Policy) -> None:
-    """Rules that span fields. Raises the first `PolicyError` found, with its path."""
+def validate(policy: Policy, *, namespace: str | None = None, namespace_label: str = DEFAULT_LABEL) -> None:
+    """Rules that span fields. Raises the first `PolicyError` found, with its path.
+
+    A custom query must parse once its placeholders are filled (with sample values, or ``namespace`` when
+    known); with ``namespace`` it must also scope to it (`config.scope.scope` on ``namespace_label``)."""
     if not policy.steps:
         raise PolicyError("at least one step is required", path="steps")
     if not policy.analysis.metrics and not policy.analysis.allow_no_metrics:
@@ -380,3 +401,20 @@ def validate(policy: Policy) -> None:
                 key = "quantile" if m.quantile is not None else "threshold"
                 raise PolicyError("only the latency metric takes this key", path=f"{mpath}.{key}")
             check_template(m.query, path=f"{mpath}.query")
+            _check_query(policy, m.query, namespace, namespace_label, path=f"{mpath}.query")
+
+
+def _check_query(policy: Policy, query: str, namespace: str | None, label: str, *, path: str) -> None:
+    """The custom query, rendered with sample values, parses; with a known namespace it also scopes."""
+    values = {
+        "namespace": namespace or "sample-namespace",
+        "ingress": policy.ingress,
+        "canary": "sample-canary",
+        "stable": "sample-stable",
+        "window": "1m",
+    }
+    rendered = render_template(query, values, path=path)
+    if namespace is None:
+        check_parses(rendered, path=path)
+    else:
+        scope(rendered, namespace=namespace, label=label, path=path)

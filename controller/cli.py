@@ -27,6 +27,18 @@ from songbird.config.endpoints import MAX_ENDPOINTS_BYTES, EndpointSettings, loa
 from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.fields import parse_duration
 from songbird.config.loader import MAX_MANIFEST_BYTES, load_policy_file
+from songbird.config.scope import DEFAULT_LABEL, label_problem
+
+
+def _label(value: str) -> str:
+    """``--namespace-label``: a Prometheus label name."""
+    problem = label_problem(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
+_NAMESPACE_LABEL_HELP = "Prometheus label holding a series' namespace; custom queries are scoped on it"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -55,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
         lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
+        namespace_label=args.namespace_label,
     )
     controller = Controller(settings)
     controller.install_signal_handlers()
@@ -183,8 +196,10 @@ def _operator_commands(sub: Any) -> None:
     history.set_defaults(fn=_history, all_namespaces=False)
 
 
-def validate_file(path: str) -> str | None:
+def validate_file(path: str, *, namespace_label: str = DEFAULT_LABEL) -> str | None:
     """Check one file (a policy.yaml or a ConfigMap manifest): None if valid, else the error line.
+
+    A manifest's custom queries are also scoped to its ``metadata.namespace`` on ``namespace_label``.
 
     Reads at most the manifest limit plus one byte, so a huge file or a device is refused, not read."""
     try:
@@ -193,7 +208,7 @@ def validate_file(path: str) -> str | None:
     except OSError as exc:
         return f"{path}: cannot read the file: {exc.strerror or type(exc).__name__}"
     try:
-        load_policy_file(content, source=path)
+        load_policy_file(content, source=path, namespace_label=namespace_label)
     except PolicyError as exc:
         return str(exc)
     return None
@@ -202,7 +217,7 @@ def validate_file(path: str) -> str | None:
 def _validate(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
-        error = validate_file(path)
+        error = validate_file(path, namespace_label=args.namespace_label)
         if error is None:
             print(f"{path}: ok")
         else:
@@ -308,6 +323,7 @@ def parser(prog: str = "songbird") -> argparse.ArgumentParser:
     run.add_argument("--lease-duration", type=int, default=15, help="seconds a standby waits out the Lease")
     run.add_argument("--renew-deadline", type=float, default=10.0, help="seconds a leader may fail to renew")
     run.add_argument("--retry-period", type=float, default=2.0, help="seconds between Lease rounds")
+    run.add_argument("--namespace-label", type=_label, default=DEFAULT_LABEL, help=_NAMESPACE_LABEL_HELP)
     run.set_defaults(fn=_run)
 
     status = sub.add_parser("status", help="show rollout status (NAME: one rollout in detail)")
@@ -321,6 +337,7 @@ def parser(prog: str = "songbird") -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check policy files (policy.yaml or a ConfigMap manifest)")
     validate.add_argument("files", nargs="+")
+    validate.add_argument("--namespace-label", type=_label, default=DEFAULT_LABEL, help=_NAMESPACE_LABEL_HELP)
     validate.set_defaults(fn=_validate)
 
     sub.add_parser("schema", help="print the policy JSON Schema").set_defaults(fn=_schema)

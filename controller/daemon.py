@@ -35,6 +35,7 @@ from songbird.config.endpoints import EndpointSettings, single
 from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import POLICY_LABEL
+from songbird.config.scope import DEFAULT_LABEL, label_problem
 from songbird.controller import deadline
 from songbird.controller.batch import QueryBatcher
 from songbird.controller.cache import ClusterCache, FencedWriter, is_policy
@@ -87,6 +88,7 @@ class Settings:
     prometheus_concurrency: int = 2  # queries in flight per Prometheus endpoint
     workers: int = 8
     watch_timeout: int = 300  # seconds a watch stream lasts before it is renewed
+    namespace_label: str = DEFAULT_LABEL  # the Prometheus label custom queries are scoped on
 
     def __post_init__(self) -> None:
         if min(self.tick_deadline, self.write_budget, self.prometheus_max_timeout) <= 0:
@@ -95,6 +97,9 @@ class Settings:
             raise ValueError("give --prometheus-url or --prometheus-endpoints, not both")
         if self.workers < 1 or self.prometheus_concurrency < 1:
             raise ValueError("workers and prometheus concurrency must be at least 1")
+        problem = label_problem(self.namespace_label)
+        if problem is not None:
+            raise ValueError(f"--namespace-label: {problem}")
         if self.tick_deadline + self.write_budget + LEASE_API.budget > SHUTDOWN_BUDGET:
             raise ValueError(
                 f"tick deadline + write budget + {LEASE_API.budget:g}s (Lease release) must fit in the "
@@ -203,6 +208,7 @@ class Controller:
             max_timeout=settings.prometheus_max_timeout,
             wrap=self.endpoints.wrap,
             grouped=self.batcher,
+            namespace_label=settings.namespace_label,
         )
         self.reconciler = Reconciler(
             reader=self.cache,

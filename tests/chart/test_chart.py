@@ -6,7 +6,8 @@ Covers:
   example policy passes ``kubernetes-validate --strict -k 1.30.0``; the ServiceMonitor (a custom resource
   the validator has no schema for) is the only object it cannot check, so it is checked here by hand
   against the Service it must select;
-- values.schema.json rejects a misspelt key at ``helm template`` time, naming it;
+- values.schema.json rejects a misspelt key at ``helm template`` time, naming it, and a
+  ``controller.namespaceLabel`` that is not a Prometheus label name; the label reaches ``--namespace-label``;
 - values.yaml, values.schema.json and the README's table agree (every value described);
 - secure defaults: non-root 65532, read-only root filesystem, no privilege escalation, all capabilities
   dropped, seccomp RuntimeDefault, requests and limits;
@@ -57,6 +58,7 @@ FLAGS = {
     "--prometheus-max-timeout",
     "--prometheus-concurrency",
     "--workers",
+    "--namespace-label",
 }
 ENDPOINTS = [
     "--set-json",
@@ -203,6 +205,19 @@ def test_schema_rejects_a_wrong_type(helm: Helm) -> None:
     assert "logLevel" in result.stderr
 
 
+@pytest.mark.parametrize("label", ["__name__", "kubernetes-namespace", "1ns"])
+def test_schema_rejects_a_namespace_label_that_is_not_a_label_name(helm: Helm, label: str) -> None:
+    result = helm("template", "rel", str(CHART), "--set", f"controller.namespaceLabel={label}")
+    assert result.returncode != 0
+    assert "namespaceLabel" in result.stderr
+
+
+def test_namespace_label_reaches_the_flag(render: Render) -> None:
+    manifests = render("--set", "controller.namespaceLabel=kubernetes_namespace")
+    assert settings(manifests)["SONGBIRD_NAMESPACE_LABEL"] == "kubernetes_namespace"
+    assert "--namespace-label=$(SONGBIRD_NAMESPACE_LABEL)" in container(manifests)["args"]
+
+
 def test_values_schema_and_readme_agree() -> None:
     assert check() == []
 
@@ -325,6 +340,7 @@ def test_flags_are_the_agreed_ones_and_every_reference_resolves(render: Render) 
     values = settings(manifests)
     assert values["SONGBIRD_METRICS_ADDRESS"] == "0.0.0.0:8080"
     assert values["SONGBIRD_ANNOTATION_PREFIX"] == "nginx.ingress.kubernetes.io"
+    assert values["SONGBIRD_NAMESPACE_LABEL"] == "namespace"
 
 
 def test_leader_election_off_with_one_replica(render: Render, helm: Helm) -> None:

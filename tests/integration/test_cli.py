@@ -1,5 +1,6 @@
 """The `songbird` command line as a user types it (a real process): `validate` accepts a good policy file
-and a ConfigMap manifest and refuses a bad one with the field path and exit code 1, and refuses every
+and a ConfigMap manifest and refuses a bad one with the field path and exit code 1 (custom PromQL that
+does not parse, or that reaches another namespace than the manifest's), and refuses every
 hostile file (broken YAML, an alias bomb, deep nesting, bad tags, huge numbers, binary bytes, an empty
 file, a missing file, a directory) with one line naming the file and the field, never a traceback; `bench
 robustness --quick` runs the generated-policy campaign and reports no failure; `schema` prints the
@@ -44,6 +45,42 @@ def test_validate(tmp_path: Path) -> None:
     result = songbird("validate", str(bad))
     assert result.returncode == 1
     assert result.stderr.strip() == f"{bad}: steps[1]: steps must be strictly increasing; 5 follows 10"
+
+
+def test_validate_checks_custom_promql_and_scopes_a_manifest_to_its_namespace(tmp_path: Path) -> None:
+    """A query that does not parse is refused in any file; one reaching another namespace is refused when
+    the file is a ConfigMap manifest naming its namespace, on the label given by --namespace-label."""
+    metric = "    - {name: error-rate, max: 0.02}\n"
+    text = BASE_POLICY.replace("PROM_URL", "http://prometheus:9090")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(text.replace(metric, metric + "    - {name: hits, max: 5, query: 'sum(rate(x[1m])'}\n"))
+    result = songbird("validate", str(broken))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{broken}: analysis.metrics[1].query: not valid PromQL: unclosed left parenthesis"
+    )
+    foreign = text.replace(metric, metric + "    - {name: hits, max: 5, query: 'sum(x{namespace=\"b\"})'}\n")
+    manifest = tmp_path / "cm.yaml"
+    configmap = policy_configmap(foreign)
+    assert configmap["metadata"]["namespace"] != "b"
+    manifest.write_text(yaml.safe_dump(configmap))
+    result = songbird("validate", str(manifest))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f'{manifest}: analysis.metrics[1].query: the matcher namespace="b" reaches beyond this policy\'s '
+        f'namespace; a query may only read namespace="{configmap["metadata"]["namespace"]}" (added to every '
+        "selector when absent)"
+    )
+    result = songbird("validate", "--namespace-label", "kubernetes_namespace", str(manifest))
+    assert result.returncode == 0, result.stderr
+    result = songbird("validate", "--namespace-label", "__name__", str(manifest))
+    assert result.returncode == 2
+    assert "is not a Prometheus label name" in result.stderr
+    result = songbird("run", "--namespace-label", "kubernetes-namespace")  # refused before any connection
+    assert result.returncode == 2
+    assert (
+        'argument --namespace-label: "kubernetes-namespace" is not a Prometheus label name' in result.stderr
+    )
 
 
 MINIMAL = "ingress: nginx\ncanary: {deployment: v2, service: v2}\nsteps: [50]\n"

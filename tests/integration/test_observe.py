@@ -6,7 +6,8 @@ Covers, for a policy written as a user writes it (YAML):
 - a latency quantile and a threshold between bucket bounds (moved up to the next bound);
 - custom queries rendered with the rollout's names and window; a custom query with no data;
 - a canary that has not served anything yet: zero counts, not an error;
-- one bad query marks only its metric; a threshold above the largest bucket marks only the latency metric;
+- one bad query (naming another namespace, refused when scoped) marks only its metric; a threshold above
+  the largest bucket marks only the latency metric;
 - a dead Prometheus: every metric is ERROR, and the evaluation costs one timeout, not one per query;
 - observations then judged by `analysis.threshold` end to end.
 """
@@ -131,12 +132,15 @@ def test_canary_that_has_not_served_yet_counts_zero(source: PrometheusSource) ->
 def test_one_bad_query_marks_only_its_metric(source: PrometheusSource) -> None:
     metrics = """\
     - name: error-rate
-    - {name: broken, max: 1, query: "sum(rate(x[{{ window }}])"}
+    - {name: broken, max: 1, query: 'sum(rate(x{namespace="other"}[{{ window }}]))'}
     - {name: latency, threshold: 30}
 """
     error_rate, broken, latency = observe(policy(metrics), source, TARGET, at=AT)
     assert error_rate.error is None and error_rate.counts is not None
-    assert broken.error is not None and "parse error" in broken.error
+    # A query that does not parse never gets here (the loader refuses it); one that names another
+    # namespace loads (the loader may not know the namespace) and is refused when it is scoped.
+    assert broken.error is not None
+    assert broken.error.startswith('analysis.metrics[1].query: the matcher namespace="other" reaches beyond')
     assert latency.error is not None and "analysis.metrics[2].threshold" in latency.error
     assert "above the largest histogram bucket" in latency.error
 

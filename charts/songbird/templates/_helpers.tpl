@@ -119,6 +119,7 @@ SONGBIRD_TICK_DEADLINE: {{ .Values.controller.tickDeadline | quote }}
 SONGBIRD_PROMETHEUS_MAX_TIMEOUT: {{ .Values.controller.prometheusMaxTimeout | quote }}
 SONGBIRD_PROMETHEUS_CONCURRENCY: {{ .Values.controller.prometheusConcurrency | quote }}
 SONGBIRD_WORKERS: {{ .Values.controller.workers | quote }}
+SONGBIRD_NAMESPACE_LABEL: {{ .Values.controller.namespaceLabel | quote }}
 {{- end }}
 
 {{/*
