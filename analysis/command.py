@@ -43,6 +43,18 @@ from songbird.config.policy import Policy
 from songbird.config.text import bounded
 
 _RUNNING = (Phase.PROGRESSING, Phase.PAUSED)
+LOUD = "PROMOTE BY COMMAND"
+
+
+def loud(decision: Decision) -> Decision:
+    """While a promotion a promote command forced goes on (and once it succeeded), every reason says so."""
+    state, last = decision.state, decision.state.last_command
+    forced = last is not None and last.command == "promote" and last.result == "executed"
+    if not forced or state.phase not in (Phase.PROMOTING, Phase.SUCCEEDED) or LOUD in state.reason:
+        return decision
+    who = last.by if last is not None and last.by is not None else "an unknown manager"
+    reason = f"{state.reason} ({LOUD} from {who}, analysis notwithstanding)"
+    return replace(decision, reason=reason, state=replace(state, reason=reason))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,10 +191,10 @@ def _promote(
     if phase not in (Phase.INITIALIZING, *_RUNNING):
         return refuse(state, request, f"{where}: no rollout in progress to promote", now)
     skipped = len(steps) - max(state.step, 0) - 1
-    last = state.history[-1].results if state.history else ()
+    last = summarize(state.history[-1].results) if state.history else "no evaluation yet"
     why = (
-        f"PROMOTE BY COMMAND from {request.who}, ANALYSIS NOTWITHSTANDING: {skipped} remaining step(s) "
-        f"skipped at {state.weight:g}% (last analysis: {summarize(last)})"
+        f"{LOUD} from {request.who}, ANALYSIS NOTWITHSTANDING: {skipped} remaining step(s) "
+        f"skipped at {state.weight:g}% (last analysis: {last})"
     )
     route = facts.route
     in_force = route.weight if route is not None and route.canary_service is not None else 0.0
@@ -192,4 +204,4 @@ def _promote(
     return _executed(promoted, request, now)
 
 
-__all__ = ["Request", "execute", "pending", "refuse", "rfc3339"]
+__all__ = ["LOUD", "Request", "execute", "loud", "pending", "refuse", "rfc3339"]

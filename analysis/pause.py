@@ -94,7 +94,9 @@ def _hold(
     elif state.paused and step_pause and state.cause is not Cause.PAUSED:
         cause, what = Cause.PAUSE_STEP, "pause step: holding until resume or promote"
     elif state.paused:
-        cause, what = Cause.PAUSED, "paused: holding until resume or promote"
+        last = state.last_command
+        by = "" if last is None or last.command != "pause" else f" by {last.by or 'an unknown manager'}"
+        cause, what = Cause.PAUSED, f"paused{by}: holding until resume or promote"
     else:
         cause, what = decision.cause, "held"
     reason = f"{label}: {what} ({underneath})"

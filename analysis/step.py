@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from songbird.analysis.command import Request, execute, pending
+from songbird.analysis.command import Request, execute, loud, pending
 from songbird.analysis.decision import Decision, Facts, evaluation_due
 from songbird.analysis.pause import decide
 from songbird.analysis.state import Evidence, Phase, RolloutState
@@ -79,7 +79,7 @@ def step(
         results, evidence = verdicts(state)
         state = replace(state, evidence=evidence)
     for _ in range(MAX_TRANSITIONS):
-        decision = decide(policy, state, facts, results, now)
+        decision = loud(decide(policy, state, facts, results, now))
         facts = take(decision, state)
         state = decisions[-1].state
         if not decision.again:
