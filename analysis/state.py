@@ -12,6 +12,8 @@ The record is compact and bounded (`RolloutState.to_json`):
 - the ``HISTORY_LIMIT - 1`` evaluations before it are kept compact: time, step, weight, one letter per
   metric verdict (``P``, ``F``, ``I``, ``E``, in the order of the last evaluation's metrics) and the
   canary requests seen; their reasons and figures are dropped;
+- the operator's last command (``lastCommand``: id, display form, time, result, message, field manager)
+  and the pause fields (``paused``, ``pause_until``, ``pause_step``; `analysis.pause`);
 - text is bounded: the rollout's reason and forecast to ``REASON_CHARS``, each result's reason to its
   share of ``RESULT_REASON_CHARS``.
 If the record is still larger than ``STATUS_LIMIT`` bytes (only with many metrics and long non-ASCII

@@ -6,8 +6,9 @@ records no ``managedFields``; the tests add the entry a real API server records 
 (``kubectl-annotate``, owning ``f:metadata.f:annotations.f:songbird.dev/command``), or none.
 
 Covers: abort in Initializing, Progressing, Paused and Promoting (before the switch), each rolling back with
-"aborted by <who>" in status and a Warning Event; promote (all remaining steps skipped, said loudly) and
-promote --step (the next weight now); pause holding the weight while the analysis goes on, resume moving
+"aborted by <who>" in status and a Warning Event; promote in Initializing, Progressing and during a pause
+step (all remaining steps skipped, said loudly) and promote --step while progressing and while paused (the
+next weight now); pause holding the weight while the analysis goes on, resume moving
 on, a FAIL while paused still rolling back; retry of a Failed rollout from step 1; each refused case (resume
 when not paused, pause twice, retry while progressing, abort after success, promote --step before the
 first step, an unreadable annotation) with a Warning Event, a status line and no traffic change; the
@@ -319,3 +320,18 @@ def test_an_indefinite_pause_step_ended_by_promote(make_world: MakeWorld) -> Non
         state = command(w, "promote", "ship-it")
         assert state.phase is Phase.PROMOTING and not state.paused
         assert w.run(120).phase is Phase.SUCCEEDED and backend_of(w) == "nginx-v2"
+
+
+def test_promote_before_the_first_step_and_promote_step_while_paused(make_world: MakeWorld) -> None:
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
+        w.tick()  # Initializing: the canary pods are not ready yet
+        state = command(w, "promote", "early")
+        assert state.phase is Phase.PROMOTING and backend_of(w) == "nginx-v1"
+        assert w.run(120).phase is Phase.SUCCEEDED and backend_of(w) == "nginx-v2"
+    with make_world(stable=HEALTHY, canary=HEALTHY) as w:
+        w.run(20)
+        assert command(w, "pause", "hold").paused and weight_of(w) == 10
+        w.run(30)
+        state = command(w, "promote", "one-more", step=True)
+        assert state.step == 1 and weight_of(w) == 20 and not state.paused
+        assert state.phase is Phase.PROGRESSING
