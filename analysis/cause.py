@@ -34,6 +34,15 @@ class Cause(StrEnum):
     STEP_ADOPTED = "step-adopted"  # a later step's weight was found in force (its status write was lost)
     TRAFFIC_WITHDRAWN = "traffic-withdrawn"  # canary traffic found withdrawn: the rollback goes on
     POLICY_DELETED = "policy-deleted"  # the policy ConfigMap is being deleted: the canary is withdrawn
+    # Operator commands (`analysis.command`) and pauses (`analysis.pause`).
+    COMMAND_PROMOTE = "command-promote"  # promoted by a promote command, analysis notwithstanding
+    COMMAND_STEP = "command-step"  # the next step started by a promote --step command
+    ABORTED = "aborted"  # rolled back by an abort command
+    PAUSED = "paused"  # held at its weight by a pause command
+    RESUMED = "resumed"  # a pause ended by a resume command
+    RETRIED = "retried"  # a failed rollout started again by a retry command
+    COMMAND_REFUSED = "command-refused"  # a command that does not apply now (or cannot be read)
+    PAUSE_STEP = "pause-step"  # held at its weight by a pause step of the policy
 
 
 def read_cause(value: object) -> Cause:

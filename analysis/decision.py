@@ -570,3 +570,11 @@ def _promoting(policy: Policy, state: RolloutState, facts: Facts, now: float) ->
         reason=reason,
         target=replace(switched, stable_replicas=0),
     )
+
+
+# The transitions an operator's command (`analysis.command`) and a pause (`analysis.pause`) reuse, so a
+# command withdraws, promotes and advances exactly as the analysis does.
+start_rollback = _rollback
+start_promotion = _promote
+start_step = _advance
+weight_target = _target

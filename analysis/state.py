@@ -12,6 +12,8 @@ The record is compact and bounded (`RolloutState.to_json`):
 - the ``HISTORY_LIMIT - 1`` evaluations before it are kept compact: time, step, weight, one letter per
   metric verdict (``P``, ``F``, ``I``, ``E``, in the order of the last evaluation's metrics) and the
   canary requests seen; their reasons and figures are dropped;
+- the operator's last command (``lastCommand``: id, display form, time, result, message, field manager)
+  and the pause fields (``paused``, ``pause_until``, ``pause_step``; `analysis.pause`);
 - text is bounded: the rollout's reason and forecast to ``REASON_CHARS``, each result's reason to its
   share of ``RESULT_REASON_CHARS``.
 If the record is still larger than ``STATUS_LIMIT`` bytes (only with many metrics and long non-ASCII
@@ -163,6 +165,39 @@ class Evaluation:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LastCommand:
+    """The last operator command the controller took up (`config.command`), as the status shows it under
+    ``lastCommand``. A command whose ``id`` equals this one's is never executed again."""
+
+    id: str
+    command: str  # display form: "promote --step", "abort"...
+    at: str  # RFC 3339 UTC
+    result: str  # "executed" or "refused"
+    message: str  # at most COMMAND_MESSAGE_CHARS
+    by: str | None  # the field manager that wrote the annotation; None when the API server recorded none
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LastCommand | None:
+        if not isinstance(data, dict):
+            return None
+        by = data.get("by")
+        return cls(
+            id=str(data.get("id", "")),
+            command=str(data.get("command", "")),
+            at=str(data.get("at", "")),
+            result=str(data.get("result", "")),
+            message=str(data.get("message", "")),
+            by=None if by is None else str(by),
+        )
+
+
+COMMAND_MESSAGE_CHARS = 300  # lastCommand.message, at most
+
+
+@dataclass(frozen=True, kw_only=True)
 class RolloutState:
     phase: Phase = Phase.IDLE
     step: int = -1  # index into policy.steps; -1 before the first step
@@ -186,6 +221,13 @@ class RolloutState:
     forecast: str = ""  # predicted time to promotion evidence, said when the rollout starts
     history: tuple[Evaluation, ...] = ()
     evidence: Evidence = field(default_factory=dict)
+    # Pauses (`analysis.pause`): ``paused`` while a pause command or a pause step holds the weight;
+    # ``pause_until`` ends a timed pause step (None: until resume or promote); ``pause_step`` is the step
+    # whose following pause step has begun (so it is served once).
+    paused: bool = False
+    pause_until: float | None = None
+    pause_step: int = -1
+    last_command: LastCommand | None = None  # JSON key "lastCommand"
 
     def with_evaluation(self, evaluation: Evaluation) -> RolloutState:
         history = (*self.history, evaluation)[-HISTORY_LIMIT:]
@@ -201,7 +243,9 @@ class RolloutState:
         return text
 
     def _record(self, rung: _Rung) -> str:
-        data = asdict(replace(self, history=()))
+        data = asdict(replace(self, history=(), last_command=None))
+        del data["last_command"]
+        data["lastCommand"] = self.last_command.to_dict() if self.last_command is not None else None
         data["phase"] = self.phase.value
         data["cause"] = self.cause.value
         data["reason"] = _text(self.reason, rung.reason_chars, ascii_only=rung.ascii_only)
@@ -236,6 +280,8 @@ class RolloutState:
         kwargs["phase"] = Phase(kwargs.get("phase", Phase.IDLE.value))
         kwargs["cause"] = read_cause(kwargs.get("cause"))
         kwargs["cause_metric"] = str(kwargs.get("cause_metric") or "")
+        kwargs["last_command"] = LastCommand.from_dict(data.get("lastCommand"))
+        kwargs["paused"] = bool(kwargs.get("paused", False))
         entries = [e for e in kwargs.get("history") or [] if isinstance(e, dict)]
         names = tuple(str(r.get("name", "")) for r in (entries[-1].get("results") or [])) if entries else ()
         kwargs["history"] = tuple(Evaluation.from_dict(e, names) for e in entries)[-HISTORY_LIMIT:]

@@ -7,7 +7,10 @@ rollouts tick by tick; this is the one place that says what a tick is:
 - when a decision starts a rollout, the caller may add to the new state what it knows before the first
   step (the stable's recent history as evidence, the forecast) before the rollout goes on;
 - a decision marked ``again`` (start, rollback, promotion) is followed by the next one in the same tick,
-  up to `MAX_TRANSITIONS` decisions.
+  up to `MAX_TRANSITIONS` decisions;
+- an operator's command not yet taken up (`analysis.command.pending`) is decided first, before the
+  metrics are judged (so they judge the step the command leaves in force), and the tick goes on from
+  the state it leaves; pauses are kept by `analysis.pause.decide`.
 
 No I/O here. Whatever the caller must do between transitions is passed in as a function: ``verdicts``
 (judge the metrics), ``started`` (what to add to a new rollout) and ``acted`` (called with every decision
@@ -21,7 +24,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from songbird.analysis.decision import Decision, Facts, decide, evaluation_due
+from songbird.analysis.command import Request, execute, loud, pending
+from songbird.analysis.decision import Decision, Facts, evaluation_due
+from songbird.analysis.pause import decide
 from songbird.analysis.state import Evidence, Phase, RolloutState
 from songbird.analysis.verdict import MetricResult
 from songbird.config.policy import Policy
@@ -45,6 +50,7 @@ def step(
     verdicts: Verdicts,
     started: Callable[[RolloutState], RolloutState] = _unchanged,
     acted: Callable[[Decision, Facts], Facts] | None = None,
+    command: Request | None = None,
 ) -> tuple[Decision, ...]:
     """The decisions of one tick at ``now``, in the order they are to be carried out.
 
@@ -53,20 +59,29 @@ def step(
     ``acted`` is called with each decision (and the facts it was taken from) before the next is taken
     and returns the facts to take the next one from; without it the facts stay those given (a simulator
     whose pods change only between ticks). An exception raised by a callback ends the tick there.
+    ``command`` is the operator's request found on the policy; it is decided first unless its id is the
+    last one recorded.
     """
+    decisions: list[Decision] = []
+
+    def take(decision: Decision, before: RolloutState) -> Facts:
+        if decision.state.phase is Phase.INITIALIZING and before.phase is not Phase.INITIALIZING:
+            decision = replace(decision, state=started(decision.state))
+        decisions.append(decision)
+        return acted(decision, facts) if acted is not None else facts
+
+    if command is not None and pending(state, command):
+        decision = execute(policy, state, facts, command, now)
+        facts = take(decision, state)
+        state = decisions[-1].state
     results: tuple[MetricResult, ...] | None = None
     if evaluation_due(policy, state, now):
         results, evidence = verdicts(state)
         state = replace(state, evidence=evidence)
-    decisions: list[Decision] = []
     for _ in range(MAX_TRANSITIONS):
-        decision = decide(policy, state, facts, results, now)
-        if decision.state.phase is Phase.INITIALIZING and state.phase is not Phase.INITIALIZING:
-            decision = replace(decision, state=started(decision.state))
-        decisions.append(decision)
-        if acted is not None:
-            facts = acted(decision, facts)
-        state = decision.state
+        decision = loud(decide(policy, state, facts, results, now))
+        facts = take(decision, state)
+        state = decisions[-1].state
         if not decision.again:
             break
         results = None

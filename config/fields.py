@@ -126,6 +126,7 @@ def spec(
     max_length: int | None = None,
     max_items: int | None = None,
     example: Any = None,
+    derived: bool = False,
 ) -> Any:
     """A dataclass field with the metadata the loader and the schema exporter read."""
     metadata = {
@@ -139,6 +140,7 @@ def spec(
         "max_length": max_length,
         "max_items": max_items,
         "example": example,
+        "derived": derived,  # built by the loader from another key: no YAML key of its own, not in the schema
     }
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)

@@ -28,6 +28,7 @@ from songbird.config.errors import PolicyError
 from songbird.config.fields import format_duration, label_key_problem, label_value_problem, parse_duration
 from songbird.config.policy import BUILTIN_METRICS, POLICY_KEY, Policy
 from songbird.config.scope import DEFAULT_LABEL, check_parses, scope
+from songbird.config.steps import read_steps, yaml_index
 from songbird.config.template import check_template, render_template
 from songbird.config.text import MESSAGE_LIMIT, bounded, quoted
 from songbird.config.urls import policy_url_problem, redact_url
@@ -185,7 +186,11 @@ def parse(cls: type[T], data: Any, path: str) -> T:
         data = {}
     if not isinstance(data, dict):
         raise PolicyError(f"expected a mapping, got {_type_name(data)}", path=path or "(top level)")
-    fields = {f.metadata["key"]: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {
+        f.metadata["key"]: f
+        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        if not f.metadata.get("derived")
+    }
     for key in data:
         if not isinstance(key, str):
             raise PolicyError(
@@ -205,6 +210,10 @@ def parse(cls: type[T], data: Any, path: str) -> T:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise PolicyError("required key is missing", path=fpath)
             continue
+        if f.metadata.get("kind") == "percent":  # weights and pause steps (`config.steps`)
+            _value(list[Any], data[key], fpath, f.metadata)  # a list, within its size
+            kwargs[f.name], kwargs["pauses"] = read_steps(data[key], fpath, f.metadata, _number)
+            continue
         kwargs[f.name] = _value(hints[f.name], data[key], fpath, f.metadata)
     return cls(**kwargs)
 
@@ -221,11 +230,13 @@ def _value(tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> Any:
         if not isinstance(value, str) or value not in allowed:
             raise PolicyError(f"must be one of {', '.join(map(str, allowed))}; got {_show(value)}", path=path)
         return value
-    if origin is tuple:
-        (item_tp, _) = get_args(tp)
+    if origin is tuple or origin is list:
         if not isinstance(value, list):
             raise PolicyError(f"expected a list, got {_type_name(value)}", path=path)
         _check_size(len(value), path, meta, "items")
+        if origin is list:
+            return value
+        (item_tp, _) = get_args(tp)
         return tuple(_value(item_tp, v, f"{path}[{i}]", meta) for i, v in enumerate(value))
     if origin is Mapping or tp is Mapping:
         return _labels(value, path, meta)
@@ -351,12 +362,11 @@ def validate(policy: Policy, *, namespace: str | None = None, namespace_label: s
         )
     previous = 0.0
     for i, weight in enumerate(policy.steps):
+        at = f"steps[{yaml_index(policy, i)}]"
         if not 0 < weight <= 100:
-            raise PolicyError(f"weight must be in (0, 100]; got {weight:g}", path=f"steps[{i}]")
+            raise PolicyError(f"weight must be in (0, 100]; got {weight:g}", path=at)
         if weight <= previous:
-            raise PolicyError(
-                f"steps must be strictly increasing; {weight:g} follows {previous:g}", path=f"steps[{i}]"
-            )
+            raise PolicyError(f"steps must be strictly increasing; {weight:g} follows {previous:g}", path=at)
         previous = weight
     if policy.stable.deployment is not None and policy.stable.deployment == policy.canary.deployment:
         raise PolicyError("the canary Deployment must differ from the stable one", path="canary.deployment")

@@ -312,6 +312,12 @@ class Analysis:
         minimum=1,
         maximum=MAX_FAILURE_LIMIT,
     )
+    rollback_while_paused: bool = spec(
+        "rollbackWhilePaused",
+        "While a rollout is paused (a pause command or a pause step), a failed analysis still rolls it back. "
+        "false: it holds, and the failure counts once the rollout resumes.",
+        default=True,
+    )
     error_deadline: float = spec(
         "errorDeadline",
         "Prometheus unanswering this long: roll back (meanwhile hold, never advance).",
@@ -336,6 +342,17 @@ class Promotion:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PauseStep:
+    """A ``{pause: 5m}`` or ``{pause: {}}`` entry of ``steps``: after the weight step ``after`` (an index
+    into `Policy.steps`) has run its interval and its analysis lets it go on, the weight is held for
+    ``duration`` seconds (None: until ``resume`` or ``promote``), then the next weight (or the promotion)
+    follows, as an Argo Rollouts pause step does."""
+
+    after: int
+    duration: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Policy:
     ingress: str = spec(
         "ingress",
@@ -349,7 +366,8 @@ class Policy:
     steps: tuple[float, ...] = spec(
         "steps",
         "Canary weight per step in percent, strictly increasing, each "
-        "in (0, 100]; promotion follows the last.",
+        "in (0, 100]; promotion follows the last. Between weights (and after the last) a pause step holds "
+        "the weight: {pause: 5m} for a time, {pause: {}} until resume or promote.",
         kind="percent",
         max_items=MAX_STEPS,
         example=[10, 20, 40, 60, 80],
@@ -362,3 +380,10 @@ class Policy:
     placement: Placement = spec("placement", "Where canary pods run.", factory=Placement)
     analysis: Analysis = spec("analysis", "How the canary is judged.", factory=Analysis)
     promotion: Promotion = spec("promotion", "What happens after the last step.", factory=Promotion)
+    pauses: tuple[PauseStep, ...] = spec(
+        "pauses", "The pause entries of steps (built by the loader).", factory=tuple, derived=True
+    )
+
+    def pause_after(self, step: int) -> PauseStep | None:
+        """The pause step that follows weight step ``step``, if any."""
+        return next((p for p in self.pauses if p.after == step), None)

@@ -119,9 +119,28 @@ def object_schema(cls: type[Any]) -> dict[str, Any]:
     required: list[str] = []
     for f in dataclasses.fields(cls):
         meta = f.metadata
+        if meta.get("derived"):
+            continue
         prop = _type_schema(hints[f.name], meta)
         if meta.get("kind") == "percent":
-            prop["items"] = {"type": "number", "exclusiveMinimum": 0, "maximum": 100}  # and ascending
+            # A weight (ascending), or a pause step between weights (`config.steps`).
+            weight = {"type": "number", "exclusiveMinimum": 0, "maximum": 100}
+            pause = {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["pause"],
+                "properties": {
+                    "pause": {
+                        "description": "Hold the weight: a duration (more than 0s, at most 24h), or {} until "
+                        "resume or promote.",
+                        "anyOf": [
+                            {"type": "string", "pattern": DURATION_PATTERN, "maxLength": DURATION_MAX_LENGTH},
+                            {"type": "object", "additionalProperties": False, "maxProperties": 0},
+                        ],
+                    }
+                },
+            }
+            prop["items"] = {"anyOf": [weight, pause]}
             prop["minItems"] = 1
         doc = meta["doc"]
         if meta.get("kind") == "duration":

@@ -12,6 +12,11 @@ does not allow for the policy's namespace: `config.endpoint_choice.choose`) is r
 raised as a Warning Event on the policy ConfigMap, and traffic is not touched (nor is any request sent to
 a refused address).
 
+An operator's command (the ``songbird.dev/command`` annotation, `controller.commands`) is handed to the
+tick's pure step, which decides it first; its outcome is recorded in the status (``lastCommand``) and said
+in an Event naming who asked: a Warning for a refusal, an abort and a promotion that skips the analysis.
+The annotation itself is only read, never changed.
+
 Deleting a policy mid-rollout: the finalizer `CLEANUP_FINALIZER` is put on the policy ConfigMap by its own
 write just before the rollout's first change to the cluster (the canary scale-up), so every object Songbird
 touches is covered, even when a crash comes before the first status write. It is a separate merge patch
@@ -47,6 +52,7 @@ from typing import Protocol
 
 import structlog
 
+from songbird.analysis.cause import Cause
 from songbird.analysis.decision import ACTIVE, Action, Decision, Facts
 from songbird.analysis.plan import Target, TrafficSplit
 from songbird.analysis.state import STATUS_ANNOTATION, Evidence, Phase, RolloutState
@@ -57,6 +63,7 @@ from songbird.config.endpoints import EndpointSettings
 from songbird.config.errors import PolicyError, SongbirdError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import Policy
+from songbird.controller.commands import read_request
 from songbird.controller.errors import ClusterError, Conflict, ConsentError, NotFound, OwnershipError
 from songbird.controller.facts import Observed, read_facts
 from songbird.controller.keys import CLEANUP_FINALIZER
@@ -189,6 +196,7 @@ class Reconciler:
                 verdicts=tick.verdicts,
                 started=tick.started,
                 acted=tick.acted,
+                command=read_request(configmap),
             )
         except (ClusterError, OwnershipError) as exc:
             # Nothing after the failed call was done and the state of the failed transition is not recorded:
@@ -385,6 +393,8 @@ class Reconciler:
             reason=decision.reason,
             results=[r.to_dict() for r in last.results] if last is not None else [],
         )
+        if state.last_command is not None and state.last_command != before.last_command:
+            self._command_event(configmap, decision)
         if state.phase != before.phase or state.step != before.step:
             warning = state.phase in (Phase.ROLLING_BACK, Phase.FAILED, Phase.PAUSED)
             self.recorder.event(
@@ -393,6 +403,29 @@ class Reconciler:
                 message=f"{state.phase.value}: {decision.reason}"[:1024],
                 warning=warning,
             )
+
+    def _command_event(self, configmap: Obj, decision: Decision) -> None:
+        last = decision.state.last_command
+        assert last is not None
+        who = last.by if last.by is not None else "an unknown manager"
+        refused = last.result == "refused"
+        loud = refused or decision.cause in (Cause.ABORTED, Cause.COMMAND_PROMOTE)
+        self.recorder.event(
+            configmap,
+            reason="CommandRefused" if refused else "CommandExecuted",
+            message=f"{last.command} requested by {who}: {last.message}"[:1024],
+            warning=loud,
+        )
+        (log.warning if loud else log.info)(
+            "command",
+            rollout=f"{(configmap.get('metadata') or {}).get('namespace')}/"
+            f"{(configmap.get('metadata') or {}).get('name')}",
+            id=last.id,
+            command=last.command,
+            result=last.result,
+            by=last.by,
+            message=last.message,
+        )
 
     def _refuse(
         self,
@@ -455,11 +488,13 @@ class _Transitions:
         self.observed = observed
         self.state = state  # the last state recorded (or read at the tick's start)
         self.now = now
-        self.evaluated = False
+        self.evaluated = False  # the metrics were judged this tick
+        self.reported = False  # and the decision that took their verdicts was recorded
         self.done: tuple[Decision, ...] = ()  # decisions acted on and recorded, in order
 
     def verdicts(self, state: RolloutState) -> tuple[tuple[MetricResult, ...], Evidence]:
         self.evaluated = True
+        self.reported = False
         return self.r.evaluator.evaluate(self.policy, self.namespace, state, self.now)
 
     def started(self, state: RolloutState) -> RolloutState:
@@ -474,7 +509,8 @@ class _Transitions:
             # Before the rollout's first change: a later deletion of the policy waits for its cleanup.
             r._set_finalizer(self.namespace, self.name, present=True)
         r._act(self.policy, self.namespace, self.name, self.observed, decision.target)
-        evaluated = self.evaluated and not self.done  # only the tick's first decision saw the verdicts
+        evaluated = self.evaluated and not self.reported  # only the first decision after them saw them
+        self.reported = self.evaluated
         r._record(self.configmap, self.namespace, self.name, self.state, decision, evaluated=evaluated)
         self.done = (*self.done, decision)
         self.state = decision.state
