@@ -5,8 +5,9 @@ the controller reads it and who wrote it (`controller.commands`) and `execute` d
 other decisions (`analysis.step`). By phase:
 
 - ``promote`` (Initializing, Progressing, Paused): promotes now, analysis notwithstanding, said loudly;
-- ``promote --step`` (Progressing, Paused): the next step now, when its canary pods are ready (at the
-  last step: promotes);
+- ``promote --step`` (Progressing, Paused): the next step now; when its canary pods are not ready yet,
+  the canary is scaled up first and the next weight follows as soon as they are (``step_requested``,
+  `requested_step`), as a step that ends on time does (at the last step: promotes);
 - ``abort`` (Initializing, Progressing, Paused, and Promoting until the main route switched): rolls back
   now, "aborted by <who>";
 - ``pause`` (Progressing, Paused, when not paused already): holds the weight in force (`analysis.pause`);
@@ -36,7 +37,7 @@ from songbird.analysis.decision import (
     summarize,
 )
 from songbird.analysis.pause import unpaused
-from songbird.analysis.plan import canary_replicas
+from songbird.analysis.plan import Target, TrafficSplit, canary_replicas
 from songbird.analysis.state import COMMAND_MESSAGE_CHARS, LastCommand, Phase, RolloutState
 from songbird.config.command import Command
 from songbird.config.policy import Policy
@@ -172,11 +173,10 @@ def _promote(
         nxt = steps[state.step + 1]
         needed = canary_replicas(policy, nxt, state.total_replicas)
         if facts.canary_ready < needed or facts.canary_replicas < needed:
-            why = (
-                f"{nxt:g}% needs {needed} ready canary pods, {facts.canary_ready} are ready "
-                "(the weight is never raised onto pods that are not ready); try again when they are"
-            )
-            return refuse(state, request, why, now)
+            requested = replace(unpaused(state), step_requested=True)
+            if requested.phase is Phase.PAUSED:
+                requested = replace(requested, phase=Phase.PROGRESSING)
+            return _executed(_scaling_for(policy, requested, facts, state.step + 1, now), request, now)
         reason = (
             f"step {state.step + 2}/{len(steps)}: weight {nxt:g}%, started by promote --step from "
             f"{request.who} before step {state.step + 1} ended"
@@ -204,4 +204,53 @@ def _promote(
     return _executed(promoted, request, now)
 
 
-__all__ = ["LOUD", "Request", "execute", "loud", "pending", "refuse", "rfc3339"]
+def _scaling_for(policy: Policy, state: RolloutState, facts: Facts, step: int, now: float) -> Decision:
+    """Hold the weight in force while the canary is scaled up for ``step`` (a requested step)."""
+    nxt = policy.steps[step]
+    needed = canary_replicas(policy, nxt, state.total_replicas)
+    reason = (
+        f"step {state.step + 1}/{len(policy.steps)} at {state.weight:g}%: promote --step: scaling canary to "
+        f"{needed} replicas before raising the weight to {nxt:g}% ({facts.canary_ready}/{needed} ready)"
+    )
+    held = replace(state, updated_at=now, reason=reason, cause=Cause.SCALING_CANARY, cause_metric="")
+    traffic = TrafficSplit(
+        stable_service=state.stable_service,
+        canary_service=state.canary_service,
+        weight=state.weight,
+        match_routes=True,
+    )
+    target = Target(traffic=traffic, canary_replicas=needed, stable_replicas=state.total_replicas)
+    return Decision(state=held, action=Action.HOLD, cause=Cause.SCALING_CANARY, reason=reason, target=target)
+
+
+def requested_step(
+    policy: Policy, before: RolloutState, decision: Decision, facts: Facts, now: float
+) -> Decision:
+    """Carry a ``promote --step`` that waits for canary pods (``step_requested``) on ``decision``, the one
+    the state machine took from ``before``: the next weight as soon as its pods are ready, the canary
+    scaled up meanwhile. A rollback, a pause, a promotion or a step the machine took itself wins; the
+    request ends with any of them but the pause (it goes on after ``resume``)."""
+    if not before.step_requested:
+        return decision
+    state = decision.state
+    if state.paused:
+        return decision
+    if (
+        decision.action is Action.ROLLBACK
+        or state.phase not in _RUNNING
+        or state.step != before.step
+        or state.step + 1 >= len(policy.steps)
+    ):
+        return replace(decision, state=replace(state, step_requested=False))
+    nxt = policy.steps[state.step + 1]
+    needed = canary_replicas(policy, nxt, state.total_replicas)
+    if facts.canary_ready < needed or facts.canary_replicas < needed:
+        return _scaling_for(policy, state, facts, state.step + 1, now)
+    reason = f"step {state.step + 2}/{len(policy.steps)}: weight {nxt:g}%, started by promote --step"
+    advanced = start_step(policy, replace(state, step_requested=False), state.step + 1, reason, now)
+    return replace(
+        advanced, cause=Cause.COMMAND_STEP, state=replace(advanced.state, cause=Cause.COMMAND_STEP)
+    )
+
+
+__all__ = ["LOUD", "Request", "execute", "loud", "pending", "refuse", "requested_step", "rfc3339"]

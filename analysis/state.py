@@ -227,6 +227,9 @@ class RolloutState:
     paused: bool = False
     pause_until: float | None = None
     pause_step: int = -1
+    # ``promote --step`` taken while the next step's canary pods were not ready: the canary is scaled up and
+    # the next weight follows as soon as they are (`analysis.command.requested_step`).
+    step_requested: bool = False
     last_command: LastCommand | None = None  # JSON key "lastCommand"
 
     def with_evaluation(self, evaluation: Evaluation) -> RolloutState:
@@ -282,6 +285,7 @@ class RolloutState:
         kwargs["cause_metric"] = str(kwargs.get("cause_metric") or "")
         kwargs["last_command"] = LastCommand.from_dict(data.get("lastCommand"))
         kwargs["paused"] = bool(kwargs.get("paused", False))
+        kwargs["step_requested"] = bool(kwargs.get("step_requested", False))
         entries = [e for e in kwargs.get("history") or [] if isinstance(e, dict)]
         names = tuple(str(r.get("name", "")) for r in (entries[-1].get("results") or [])) if entries else ()
         kwargs["history"] = tuple(Evaluation.from_dict(e, names) for e in entries)[-HISTORY_LIMIT:]

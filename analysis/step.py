@@ -10,7 +10,8 @@ rollouts tick by tick; this is the one place that says what a tick is:
   up to `MAX_TRANSITIONS` decisions;
 - an operator's command not yet taken up (`analysis.command.pending`) is decided first, before the
   metrics are judged (so they judge the step the command leaves in force), and the tick goes on from
-  the state it leaves; pauses are kept by `analysis.pause.decide`.
+  the state it leaves; pauses are kept by `analysis.pause.decide`, and a ``promote --step`` waiting for
+  canary pods by `analysis.command.requested_step`.
 
 No I/O here. Whatever the caller must do between transitions is passed in as a function: ``verdicts``
 (judge the metrics), ``started`` (what to add to a new rollout) and ``acted`` (called with every decision
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from songbird.analysis.command import Request, execute, loud, pending
+from songbird.analysis.command import Request, execute, loud, pending, requested_step
 from songbird.analysis.decision import Decision, Facts, evaluation_due
 from songbird.analysis.pause import decide
 from songbird.analysis.state import Evidence, Phase, RolloutState
@@ -79,7 +80,7 @@ def step(
         results, evidence = verdicts(state)
         state = replace(state, evidence=evidence)
     for _ in range(MAX_TRANSITIONS):
-        decision = loud(decide(policy, state, facts, results, now))
+        decision = loud(requested_step(policy, state, decide(policy, state, facts, results, now), facts, now))
         facts = take(decision, state)
         state = decisions[-1].state
         if not decision.again:

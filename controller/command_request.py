@@ -23,12 +23,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from songbird.config.command import COMMAND_ANNOTATION, COMMAND_LIMIT, COMMANDS, ID_PATTERN
 from songbird.config.text import bounded
 
-COMMAND_ANNOTATION = "songbird.dev/command"
-COMMAND_LIMIT = 1024  # bytes of the annotation's JSON, at most
-COMMANDS = ("promote", "abort", "pause", "resume", "retry")
-ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 FIELD_MANAGER = "songbird-cli"
 
 
@@ -50,7 +47,7 @@ class CommandRequest:
     def __post_init__(self) -> None:
         if self.command not in COMMANDS:
             raise ValueError(f"unknown command {self.command!r}; one of {', '.join(COMMANDS)}")
-        if not ID_PATTERN.fullmatch(self.id):
+        if not re.fullmatch(ID_PATTERN, self.id):
             raise ValueError("a command id is 1 to 64 characters of A-Z a-z 0-9 . _ : -")
         if self.step and self.command != "promote":
             raise ValueError("--step applies to promote only")

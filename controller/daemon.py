@@ -220,6 +220,7 @@ class Controller:
             listener=TickMetrics(self.metrics),
             on_forget=self.metrics.forget_rollout,
             prometheus=settings.endpoints,
+            namespace_label=settings.namespace_label,
         )
         self.queue: WorkQueue[tuple[str, str]] = WorkQueue(self._work, workers=settings.workers)
         self.scheduler = Scheduler(due=self.due, resync=self.resync, resync_every=settings.resync)

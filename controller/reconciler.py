@@ -127,9 +127,12 @@ class Reconciler:
         listener: TickListener | None = None,
         on_forget: Callable[[str, str], None] | None = None,
         prometheus: EndpointSettings | None = None,
+        namespace_label: str | None = None,
     ) -> None:
         """``prometheus``: the operator's Prometheus endpoints; a policy that asks for one it may not use is
-        refused before anything is read or changed (None: the evaluator alone decides, in-process use)."""
+        refused before anything is read or changed (None: the evaluator alone decides, in-process use).
+        ``namespace_label``: the label custom queries are scoped on; a query that cannot be scoped to the
+        policy's namespace is then refused when the policy is read, before any change (`config.scope`)."""
         self.reader = reader
         self.writer = writer
         self.recorder = recorder
@@ -139,6 +142,7 @@ class Reconciler:
         self.listener = listener
         self.on_forget = on_forget
         self.prometheus = prometheus
+        self.namespace_label = namespace_label
         self.status = StatusMemory()  # what this replica decided since its last status write
 
     # -- the tick ----------------------------------------------------------------------------------------
@@ -163,7 +167,7 @@ class Reconciler:
         initial = state
         deleting = _deleting(configmap)
         try:
-            policy = load_policy_configmap(configmap)
+            policy = load_policy_configmap(configmap, namespace_label=self.namespace_label)
             refusal = self._endpoint_refusal(policy, namespace, deleting=deleting)
             if refusal is not None:
                 return self._refuse(configmap, state, f"{_source(configmap)}: {refusal.describe()}", now)
