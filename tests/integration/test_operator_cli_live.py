@@ -44,9 +44,9 @@ promotion: {scaleDownDelay: 0s}
 
 
 def songbird(kube: KubeEmulator, *args: str) -> subprocess.CompletedProcess[str]:
+    flags = ("-n", "default", "--kubeconfig", str(kube.kubeconfig_path), "--timeout", "30s", "-o", "json")
     return subprocess.run(
-        [sys.executable, "-m", "songbird.controller.cli", *args, POLICY_NAME, "-n", "default"]
-        + ["--kubeconfig", str(kube.kubeconfig_path), "--timeout", "30s", "-o", "json"],
+        [sys.executable, "-m", "songbird.controller.cli", *args, POLICY_NAME, *flags],
         capture_output=True,
         text=True,
         timeout=60,
