@@ -34,6 +34,7 @@ class Cause(StrEnum):
     STEP_ADOPTED = "step-adopted"  # a later step's weight was found in force (its status write was lost)
     TRAFFIC_WITHDRAWN = "traffic-withdrawn"  # canary traffic found withdrawn: the rollback goes on
     POLICY_DELETED = "policy-deleted"  # the policy ConfigMap is being deleted: the canary is withdrawn
+    SPLIT_MISMATCH = "split-mismatch"  # the canary's measured share is far from its weight: held
 
 
 def read_cause(value: object) -> Cause:

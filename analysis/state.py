@@ -34,6 +34,7 @@ from enum import StrEnum
 from typing import Any
 
 from songbird.analysis.cause import Cause, read_cause
+from songbird.analysis.split import SplitCheck
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.config.text import MESSAGE_LIMIT, REASON_LIMIT, bounded
 
@@ -186,6 +187,7 @@ class RolloutState:
     forecast: str = ""  # predicted time to promotion evidence, said when the rollout starts
     history: tuple[Evaluation, ...] = ()
     evidence: Evidence = field(default_factory=dict)
+    split: SplitCheck | None = None  # the traffic split's last check at this step (`analysis.split`)
 
     def with_evaluation(self, evaluation: Evaluation) -> RolloutState:
         history = (*self.history, evaluation)[-HISTORY_LIMIT:]
@@ -206,6 +208,7 @@ class RolloutState:
         data["cause"] = self.cause.value
         data["reason"] = _text(self.reason, rung.reason_chars, ascii_only=rung.ascii_only)
         data["forecast"] = _text(self.forecast, rung.reason_chars, ascii_only=rung.ascii_only)
+        data["split"] = self.split.to_dict() if self.split is not None else None
         if self.history:
             *older, last = self.history
             names = tuple(r.name for r in last.results)
@@ -236,6 +239,7 @@ class RolloutState:
         kwargs["phase"] = Phase(kwargs.get("phase", Phase.IDLE.value))
         kwargs["cause"] = read_cause(kwargs.get("cause"))
         kwargs["cause_metric"] = str(kwargs.get("cause_metric") or "")
+        kwargs["split"] = SplitCheck.from_dict(kwargs.get("split"))
         entries = [e for e in kwargs.get("history") or [] if isinstance(e, dict)]
         names = tuple(str(r.get("name", "")) for r in (entries[-1].get("results") or [])) if entries else ()
         kwargs["history"] = tuple(Evaluation.from_dict(e, names) for e in entries)[-HISTORY_LIMIT:]
