@@ -41,8 +41,9 @@ than after the step's whole history is outweighed, and at low traffic the step's
 decision no single window could make. A false alarm then needs either check to fire: at most 2 x ALPHA
 per evaluation.
 
-A check is ``undecided`` while even a share of 0 would not be flagged: too few requests to tell. It never rolls back anything: a mismatch holds the weight (never advances,
-never promotes) and clears when the share comes back inside the bound.
+A check is ``undecided`` while even a share of 0 would not be flagged: too few requests to tell. It never
+rolls back anything: a mismatch holds the weight (never advances, never promotes) and clears when the
+share comes back inside the bound.
 """
 
 from __future__ import annotations

@@ -198,10 +198,12 @@ def test_a_window_that_errors_after_pass_evidence_is_an_error_and_holds_the_step
 
 
 def test_fresh_counts_restart_at_each_step_and_a_healthy_canary_is_still_promoted() -> None:
-    run = drive(lambda weight, at: HEALTHY_COMPARED, seconds=600)
+    # The canary's share follows the weight, as a router does (the split is verified, `analysis.split`).
+    at_half = Counts(canary=(15000.0, 15.0), stable=(15000.0, 150.0))
+    run = drive(lambda weight, at: HEALTHY_COMPARED if weight < 50 else at_half, seconds=600)
     first = [results[0].figures.fresh_canary_requests for results in run.verdicts_at(10.0)]
     last = [results[0].figures.fresh_canary_requests for results in run.verdicts_at(50.0)]
-    assert first[:2] == [3000.0, 6000.0] and last[:2] == [3000.0, 6000.0]
+    assert first[:2] == [3000.0, 6000.0] and last[:2] == [15000.0, 30000.0]
     assert run.promoted
     final = run.verdicts_at(50.0)[-1]
     assert all(r.verdict is Verdict.PASS and (r.figures.fresh_canary_requests or 0) >= 100 for r in final)
