@@ -41,6 +41,9 @@ than after the step's whole history is outweighed, and at low traffic the step's
 decision no single window could make. A false alarm then needs either check to fire: at most 2 x ALPHA
 per evaluation.
 
+Only enforced built-in metrics' counts are used (not a dry-run metric's: `analysis.dryrun`); a policy with
+no enforced built-in metric has no split check.
+
 A check is ``undecided`` while even a share of 0 would not be flagged: too few requests to tell. It never
 rolls back anything: a mismatch holds the weight (never advances, never promotes) and clears when the
 share comes back inside the bound.
@@ -111,9 +114,9 @@ class SplitCheck:
     def reason(self) -> str:
         """Why the rollout holds (a mismatch), naming the likely causes."""
         return (
-            f"traffic split mismatch: {self.describe()} (outside the binomial bound, tail "
-            f"{self.bound if self.bound is not None else 0:.1e} < {ALPHA:g}); likely causes: "
-            f"{'; '.join(LIKELY_CAUSES)}; holding the weight (never rolled back for this alone)"
+            f"traffic split mismatch: {self.describe()} (outside the binomial bound: tail "
+            f"{self.bound if self.bound is not None else 0:.1e}, at most {ALPHA / 2:g} flagged); likely "
+            f"causes: {'; '.join(LIKELY_CAUSES)}; holding the weight (never rolled back for this alone)"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,7 +197,8 @@ def check(
 ) -> SplitCheck:
     """Compare ``canary`` of ``canary + stable`` requests with ``weight`` percent (module docstring)."""
     p = min(max(weight / 100.0, 0.0), 1.0)
-    canary, stable = max(canary, 0.0), max(stable, 0.0)
+    canary = canary if math.isfinite(canary) and canary > 0 else 0.0
+    stable = stable if math.isfinite(stable) and stable > 0 else 0.0
     n = canary + stable
     n_eff = n / dispersion
     base = SplitCheck(
@@ -223,10 +227,10 @@ def check(
 def counted(
     policy: Policy, evidence: Mapping[str, Mapping[str, float]], *, step: int, weight: float
 ) -> fresh.Fresh | None:
-    """The requests counted at the step: the fresh counts of the first built-in metric that has any at
-    this step and weight (every built-in counts all requests of each version), None without one."""
+    """The requests counted at the step: the fresh counts of the first enforced built-in metric that has
+    any at this step and weight (every built-in counts all requests of each version), None without one."""
     for metric in policy.analysis.metrics:
-        if metric.name not in BUILTIN_METRICS or metric.query is not None:
+        if metric.name not in BUILTIN_METRICS or metric.query is not None or metric.dry_run:
             continue
         at_step = fresh.Fresh.of(evidence.get(metric.name, {}), step=step, weight=weight)
         if at_step.canary_total + at_step.stable_total > 0:
@@ -235,9 +239,11 @@ def counted(
 
 
 def window(results: Iterable[MetricResult]) -> WindowCounts | None:
-    """The last evaluation window's requests of each version, from the first built-in metric that has
-    them (custom metrics carry no counts)."""
+    """The last evaluation window's requests of each version, from the first enforced built-in metric
+    that has them (custom metrics carry no counts)."""
     for r in results:
+        if r.dry_run:
+            continue
         f = r.figures
         if f.canary_total is not None and f.stable_total is not None and not f.shared_outage:
             return WindowCounts(

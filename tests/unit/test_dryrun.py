@@ -3,9 +3,10 @@
 Covers, with Hypothesis: for any verdicts of dry-run metrics (any verdict, decisive or not, shared outage
 or not) beside any verdicts of the enforced ones, over whole rollouts of clock advances, every decision
 (action, cause, reason, target, phase, step, weight, failure count, error clock) equals the one taken for
-the same policy with the dry-run metrics removed. And, by example: the judge splits alpha among the
-enforced built-ins only and marks dry-run verdicts; a dry-run verdict survives the status record with its
-mark; `newly_failed` says a dry-run FAIL once, when it starts.
+the same policy with the dry-run metrics removed (also for a dry-run built-in metric, whose traffic counts
+the split check does not use either; the verdicts carry window counts, so split checks happen). And, by
+example: the judge splits alpha among the enforced built-ins only and marks dry-run verdicts; a dry-run
+verdict survives the status record with its mark; `newly_failed` says a dry-run FAIL once, when it starts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from songbird.analysis.state import Evaluation, Phase, RolloutState
 from songbird.analysis.step import step
 from songbird.analysis.verdict import MetricResult, Verdict, WindowCounts
 from songbird.config.loader import load_policy_yaml
+from songbird.config.policy import Policy
 
 ENFORCED = """
     - {name: error-rate, max: 0.02}
@@ -48,6 +50,11 @@ analysis:
 """
 WITH_DRY = load_policy_yaml(TEMPLATE + ENFORCED + DRY)
 WITHOUT = load_policy_yaml(TEMPLATE + ENFORCED)
+# A dry-run built-in: its traffic counts are not the split check's either.
+WITH_DRY_BUILTIN = load_policy_yaml(
+    TEMPLATE + "    - {name: error-rate, max: 0.02}\n    - {name: latency, max: 0.5, dryRun: true}\n"
+)
+ERRORS_ONLY = load_policy_yaml(TEMPLATE + "    - {name: error-rate, max: 0.02}\n")
 FACTS = Facts(
     canary="nginx-v2",
     stable="nginx-v1",
@@ -70,7 +77,11 @@ def metric_result(draw: st.DrawFn, name: str, dry: bool) -> MetricResult:
         verdict=verdict,
         reason=f"{name} {verdict.value}",
         decisive=verdict is Verdict.FAIL and draw(st.booleans()),
-        figures=Figures(shared_outage=draw(st.booleans())),
+        figures=Figures(
+            shared_outage=draw(st.booleans()),
+            canary_total=draw(st.sampled_from([0.0, 10.0, 100.0, 500.0])),
+            stable_total=draw(st.sampled_from([0.0, 400.0, 900.0])),
+        ),
         dry_run=dry,
     )
 
@@ -81,6 +92,12 @@ def tick(draw: st.DrawFn) -> tuple[float, tuple[MetricResult, ...], tuple[Metric
     enforced = (draw(metric_result("error-rate", False)), draw(metric_result("latency", False)))
     dry = (draw(metric_result("shadow-a", True)), draw(metric_result("shadow-b", True)))
     return advance, enforced, dry
+
+
+@st.composite
+def tick_dry_builtin(draw: st.DrawFn) -> tuple[float, tuple[MetricResult, ...], tuple[MetricResult, ...]]:
+    advance = draw(st.sampled_from([1.0, 5.0, 15.0, 15.0, 30.0, 70.0]))
+    return advance, (draw(metric_result("error-rate", False)),), (draw(metric_result("latency", True)),)
 
 
 def _without_dry(state: RolloutState) -> RolloutState:
@@ -100,13 +117,11 @@ def _same(a: Decision, b: Decision) -> None:
     assert _without_dry(a.state) == b.state
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(tick(), min_size=1, max_size=40))
-def test_decisions_equal_those_without_the_dry_run_metrics(ticks: list[object]) -> None:
+def _compare(with_policy: Policy, without_policy: Policy, ticks: list[object]) -> None:
     with_dry, without, now = RolloutState(), RolloutState(), 1000.0
     for advance, enforced, dry in ticks:  # type: ignore[misc]
-        a = step(WITH_DRY, with_dry, FACTS, now, verdicts=lambda s, r=(*enforced, *dry): (r, s.evidence))
-        b = step(WITHOUT, without, FACTS, now, verdicts=lambda s, r=enforced: (r, s.evidence))
+        a = step(with_policy, with_dry, FACTS, now, verdicts=lambda s, r=(*enforced, *dry): (r, s.evidence))
+        b = step(without_policy, without, FACTS, now, verdicts=lambda s, r=enforced: (r, s.evidence))
         assert len(a) == len(b)
         for x, y in zip(a, b, strict=True):
             _same(x, y)
@@ -114,6 +129,18 @@ def test_decisions_equal_those_without_the_dry_run_metrics(ticks: list[object]) 
         if with_dry.phase.finished:
             break
         now += advance
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(tick(), min_size=1, max_size=40))
+def test_decisions_equal_those_without_the_dry_run_metrics(ticks: list[object]) -> None:
+    _compare(WITH_DRY, WITHOUT, ticks)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(tick_dry_builtin(), min_size=1, max_size=40))
+def test_decisions_equal_those_without_a_dry_run_builtin(ticks: list[object]) -> None:
+    _compare(WITH_DRY_BUILTIN, ERRORS_ONLY, ticks)
 
 
 def test_a_failing_dry_run_metric_alone_never_stops_promotion() -> None:
