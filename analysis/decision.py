@@ -333,11 +333,14 @@ def _latest(state: RolloutState) -> Evaluation | None:
     return last
 
 
-def _window_inside(state: RolloutState) -> bool:
-    """Whether the last evaluation's window lay inside the current step (the one before it was taken at
-    or after the step started)."""
+def _window_inside(policy: Policy, state: RolloutState) -> bool:
+    """Whether the last evaluation's window lay inside the current step: it began where the previous one
+    ended, no earlier than one cadence before the previous evaluation (batched windows end on the cadence
+    grid, `analysis.batch`), so a previous evaluation at least a cadence into the step is enough."""
     began = state.step_started_at
-    return len(state.history) >= 2 and began is not None and state.history[-2].at >= began
+    if len(state.history) < 2 or began is None:
+        return False
+    return state.history[-2].at >= began + policy.analysis.cadence - _tolerance(policy)
 
 
 def summarize(results: tuple[MetricResult, ...]) -> str:
@@ -450,7 +453,9 @@ def _progressing(
         why = f"{label}: canary not ready ({facts.canary_ready}/{needed_now})"
         return _hold(state, state.phase, Cause.CANARY_NOT_READY, why, current, now)
 
-    last_window = split.window(latest.results) if latest is not None and _window_inside(state) else None
+    last_window = (
+        split.window(latest.results) if latest is not None and _window_inside(policy, state) else None
+    )
     checked = split.verify(policy, state.evidence, step=step, weight=state.weight, last_window=last_window)
     state = replace(state, split=checked)
     if state.split is not None and state.split.status is SplitStatus.MISMATCH:

@@ -44,6 +44,7 @@ from dataclasses import replace
 
 from songbird.analysis import compare, dryrun, fresh, threshold
 from songbird.analysis import evidence as ev
+from songbird.analysis.decision import tick_tolerance
 from songbird.analysis.observe import MetricObservation
 from songbird.analysis.params import CompareParams
 from songbird.analysis.state import RolloutState
@@ -125,10 +126,19 @@ def _stale(
     return ""
 
 
-def _inside_step(state: RolloutState) -> bool:
-    """Whether this evaluation's window began no earlier than the step (`evidence_window`)."""
-    last, began = state.last_evaluated_at, state.step_started_at
-    return last is None or began is None or last >= began
+def _inside_step(policy: Policy, state: RolloutState, seen: MetricObservation) -> bool:
+    """Whether this evaluation's window began no earlier than the step (to the tick tolerance). The
+    observation's own window says where it began (`seen.at - seen.window`): with batching it starts on the
+    cadence grid, where the previous window ended, which can be before the previous tick and so before a
+    step that began at that tick. An observation without a window falls back to the previous evaluation's
+    time, where the unbatched window (`evidence_window`) begins."""
+    began = state.step_started_at
+    if began is None:
+        return True
+    if seen.window > 0:
+        return seen.at - seen.window >= began - tick_tolerance(policy.analysis.cadence)
+    last = state.last_evaluated_at
+    return last is None or last >= began
 
 
 def _custom_fresh(result: MetricResult, seen: MetricObservation, state: RolloutState) -> MetricResult:
@@ -175,7 +185,8 @@ def judge(
             n_metrics=n_enforced + 1 if seen.name in dry else n_builtin,
             min_requests=min_requests,
         )
-        counted = seen.counts if _inside_step(state) and not result.figures.shared_outage else None
+        inside = _inside_step(policy, state, seen)
+        counted = seen.counts if inside and not result.figures.shared_outage else None
         sums = fresh.counted(sums, counted, step=state.step, weight=state.weight)
         evidence[seen.name] = sums
         at_step = fresh.Fresh.of(sums, step=state.step, weight=state.weight)
