@@ -563,6 +563,8 @@ def _sample(t: float, plane: _Plane, report: LoadReport) -> Sample:
         nginx_weight = 100.0 * route.canary.weight / route.canary.effective_total
         header = bool(route.canary.header)
     recent = [b for b in report.buckets if b.start + b.width <= time.time()][-RECENT:]
+    # The split check of the current step only (the status keeps the last step's until the next check).
+    checked = state.split if state.split is not None and state.split.step == state.step else None
     plain = sum(b.plain for b in recent)
     with_header = sum(sum(b.header_versions.values()) for b in recent)
     return Sample(
@@ -578,8 +580,8 @@ def _sample(t: float, plane: _Plane, report: LoadReport) -> Sample:
         share_recent=sum(b.versions["v2"] for b in recent) / plain if plain else None,
         header_recent=sum(b.header_versions["v2"] for b in recent) / with_header if with_header else None,
         cause=state.cause.value,
-        split=state.split.status.value if state.split is not None else "",
-        split_share=state.split.share if state.split is not None else None,
+        split=checked.status.value if checked is not None else "",
+        split_share=checked.share if checked is not None else None,
     )
 
 
