@@ -43,6 +43,7 @@ class Cause(StrEnum):
     RETRIED = "retried"  # a failed rollout started again by a retry command
     COMMAND_REFUSED = "command-refused"  # a command that does not apply now (or cannot be read)
     PAUSE_STEP = "pause-step"  # held at its weight by a pause step of the policy
+    SPLIT_MISMATCH = "split-mismatch"  # the canary's measured share is far from its weight: held
 
 
 def read_cause(value: object) -> Cause:

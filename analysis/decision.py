@@ -18,6 +18,9 @@ Invariants kept here:
   at adoption); canary traffic found withdrawn (weight 0, no header/cookie routing) while a weight was
   recorded continues the rollback that withdrew it; a main route found switched to the canary continues
   the promotion. Hence a weight written never decreases except by a rollback.
+- A traffic split found far from the weight in force (`analysis.split`) holds: it never advances and never
+  promotes, never rolls back by itself, and clears when the share comes back inside the bound.
+- Dry-run metrics' verdicts are recorded and never acted on (`analysis.dryrun.enforced`).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ import math
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from songbird.analysis import split
 from songbird.analysis.cause import Cause
+from songbird.analysis.dryrun import enforced
 from songbird.analysis.plan import Target, TrafficSplit, canary_replicas, total_replicas
+from songbird.analysis.split import SplitStatus
 from songbird.analysis.state import Evaluation, Phase, RolloutState
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.config.fields import format_duration
@@ -308,8 +314,8 @@ def _advance(policy: Policy, state: RolloutState, step: int, reason: str, now: f
 def _record(
     policy: Policy, state: RolloutState, results: tuple[MetricResult, ...], now: float
 ) -> RolloutState:
-    failed = any(r.verdict is Verdict.FAIL for r in results)
-    errored = any(r.verdict is Verdict.ERROR for r in results)
+    failed = any(r.verdict is Verdict.FAIL for r in enforced(results))
+    errored = any(r.verdict is Verdict.ERROR for r in enforced(results))
     evaluation = Evaluation(at=now, step=state.step, weight=state.weight, results=results)
     return replace(
         state.with_evaluation(evaluation),
@@ -325,6 +331,16 @@ def _latest(state: RolloutState) -> Evaluation | None:
     if last.step != state.step or last.at < (state.step_started_at or 0.0):
         return None
     return last
+
+
+def _window_inside(policy: Policy, state: RolloutState) -> bool:
+    """Whether the last evaluation's window lay inside the current step: it began where the previous one
+    ended, no earlier than one cadence before the previous evaluation (batched windows end on the cadence
+    grid, `analysis.batch`), so a previous evaluation at least a cadence into the step is enough."""
+    began = state.step_started_at
+    if len(state.history) < 2 or began is None:
+        return False
+    return state.history[-2].at >= began + policy.analysis.cadence - _tolerance(policy)
 
 
 def summarize(results: tuple[MetricResult, ...]) -> str:
@@ -388,6 +404,7 @@ def _progressing(
 
     if results is not None:
         state = _record(policy, state, results, now)
+        results = enforced(results)  # dry-run verdicts are recorded, never acted on (`analysis.dryrun`)
         decisive = [r for r in results if r.verdict is Verdict.FAIL and r.decisive]
         if decisive:
             r = decisive[0]
@@ -422,7 +439,7 @@ def _progressing(
         return adopted
 
     latest = _latest(state)
-    verdicts = latest.results if latest is not None else ()
+    verdicts = enforced(latest.results) if latest is not None else ()
     outage = [r for r in verdicts if r.figures.shared_outage]
     label = f"step {step + 1}/{len(steps)} at {state.weight:g}%"
     if outage:
@@ -435,6 +452,16 @@ def _progressing(
     if facts.canary_ready < needed_now:
         why = f"{label}: canary not ready ({facts.canary_ready}/{needed_now})"
         return _hold(state, state.phase, Cause.CANARY_NOT_READY, why, current, now)
+
+    last_window = (
+        split.window(latest.results) if latest is not None and _window_inside(policy, state) else None
+    )
+    checked = split.verify(policy, state.evidence, step=step, weight=state.weight, last_window=last_window)
+    state = replace(state, split=checked)
+    if state.split is not None and state.split.status is SplitStatus.MISMATCH:
+        return _hold(
+            state, state.phase, Cause.SPLIT_MISMATCH, f"{label}: {state.split.reason()}", current, now
+        )
 
     elapsed = now - (state.step_started_at or now)
     if latest is None:

@@ -33,14 +33,18 @@ fresh requests and the current window holds canary requests; otherwise it is INC
 counts are kept in the metric's evidence (``fresh:`` keys, reset when the step or weight changes) and
 shown as ``fresh_canary_requests`` / ``fresh_canary_bad`` figures. A custom metric's PASS stands only when
 its ``analysis.window`` lies inside the current step (`_custom_fresh`). The rollback side is never gated.
+
+Dry-run metrics (`analysis.dryrun`) are judged like the others and marked ``dry_run``; alpha is split among
+the enforced built-ins only, and the mean rule combines only their evidence.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from songbird.analysis import compare, fresh, threshold
+from songbird.analysis import compare, dryrun, fresh, threshold
 from songbird.analysis import evidence as ev
+from songbird.analysis.decision import tick_tolerance
 from songbird.analysis.observe import MetricObservation
 from songbird.analysis.params import CompareParams
 from songbird.analysis.state import RolloutState
@@ -122,10 +126,19 @@ def _stale(
     return ""
 
 
-def _inside_step(state: RolloutState) -> bool:
-    """Whether this evaluation's window began no earlier than the step (`evidence_window`)."""
-    last, began = state.last_evaluated_at, state.step_started_at
-    return last is None or began is None or last >= began
+def _inside_step(policy: Policy, state: RolloutState, seen: MetricObservation) -> bool:
+    """Whether this evaluation's window began no earlier than the step (to the tick tolerance). The
+    observation's own window says where it began (`seen.at - seen.window`): with batching it starts on the
+    cadence grid, where the previous window ended, which can be before the previous tick and so before a
+    step that began at that tick. An observation without a window falls back to the previous evaluation's
+    time, where the unbatched window (`evidence_window`) begins."""
+    began = state.step_started_at
+    if began is None:
+        return True
+    if seen.window > 0:
+        return seen.at - seen.window >= began - tick_tolerance(policy.analysis.cadence)
+    last = state.last_evaluated_at
+    return last is None or last >= began
 
 
 def _custom_fresh(result: MetricResult, seen: MetricObservation, state: RolloutState) -> MetricResult:
@@ -151,7 +164,10 @@ def judge(
     """Pure: observations in, verdicts and updated evidence out (in the policy's metric order)."""
     params = CompareParams.from_policy(policy.analysis.compare)
     specs = {m.name: m for m in policy.analysis.metrics}
-    n_builtin = max(1, len(builtin))
+    dry = dryrun.dry_names(policy.analysis.metrics)
+    # Alpha is split among the enforced built-ins; a dry-run one is judged as if it were one more of them.
+    n_enforced = sum(1 for o in builtin if o.name not in dry)
+    n_builtin = max(1, n_enforced)
     min_requests = policy.analysis.min_requests
     evidence = {k: dict(v) for k, v in state.evidence.items()}
     by_name: dict[str, MetricResult] = {}
@@ -166,10 +182,11 @@ def judge(
             sums=evidence.get(seen.name, {}),
             params=params,
             ceiling=ceiling(metric),
-            n_metrics=n_builtin,
+            n_metrics=n_enforced + 1 if seen.name in dry else n_builtin,
             min_requests=min_requests,
         )
-        counted = seen.counts if _inside_step(state) and not result.figures.shared_outage else None
+        inside = _inside_step(policy, state, seen)
+        counted = seen.counts if inside and not result.figures.shared_outage else None
         sums = fresh.counted(sums, counted, step=state.step, weight=state.weight)
         evidence[seen.name] = sums
         at_step = fresh.Fresh.of(sums, step=state.step, weight=state.weight)
@@ -185,7 +202,9 @@ def judge(
                 result, verdict=Verdict.INCONCLUSIVE, reason=f"{stale}: inconclusive ({result.reason})"
             )
         by_name[seen.name] = result
-    compared = [by_name[o.name] for o in builtin if by_name[o.name].verdict is not Verdict.ERROR]
+    compared = [
+        by_name[o.name] for o in builtin if by_name[o.name].verdict is not Verdict.ERROR and o.name not in dry
+    ]
     mean_rule = compare.combine(compared, alpha=params.alpha)
     if compared and mean_rule.decisive and not any(r.decisive for r in compared):
         # The mean of the metrics' rollback evidence crossed 1/alpha although none did alone: the verdict
@@ -195,4 +214,7 @@ def judge(
     for seen in custom:
         result = threshold.judge_threshold(seen, specs[seen.name], min_requests=min_requests)
         by_name[seen.name] = _custom_fresh(result, seen, state)
-    return tuple(by_name[m.name] for m in policy.analysis.metrics if m.name in by_name), evidence
+    results = tuple(
+        replace(by_name[m.name], dry_run=m.dry_run) for m in policy.analysis.metrics if m.name in by_name
+    )
+    return results, evidence

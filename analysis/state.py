@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import Any
 
 from songbird.analysis.cause import Cause, read_cause
+from songbird.analysis.split import SplitCheck
 from songbird.analysis.verdict import MetricResult, Verdict
 from songbird.config.text import MESSAGE_LIMIT, REASON_LIMIT, bounded
 
@@ -231,6 +232,7 @@ class RolloutState:
     # the next weight follows as soon as they are (`analysis.command.requested_step`).
     step_requested: bool = False
     last_command: LastCommand | None = None  # JSON key "lastCommand"
+    split: SplitCheck | None = None  # the traffic split's last check at this step (`analysis.split`)
 
     def with_evaluation(self, evaluation: Evaluation) -> RolloutState:
         history = (*self.history, evaluation)[-HISTORY_LIMIT:]
@@ -253,6 +255,7 @@ class RolloutState:
         data["cause"] = self.cause.value
         data["reason"] = _text(self.reason, rung.reason_chars, ascii_only=rung.ascii_only)
         data["forecast"] = _text(self.forecast, rung.reason_chars, ascii_only=rung.ascii_only)
+        data["split"] = self.split.to_dict() if self.split is not None else None
         if self.history:
             *older, last = self.history
             names = tuple(r.name for r in last.results)
@@ -286,6 +289,7 @@ class RolloutState:
         kwargs["last_command"] = LastCommand.from_dict(data.get("lastCommand"))
         kwargs["paused"] = bool(kwargs.get("paused", False))
         kwargs["step_requested"] = bool(kwargs.get("step_requested", False))
+        kwargs["split"] = SplitCheck.from_dict(kwargs.get("split"))
         entries = [e for e in kwargs.get("history") or [] if isinstance(e, dict)]
         names = tuple(str(r.get("name", "")) for r in (entries[-1].get("results") or [])) if entries else ()
         kwargs["history"] = tuple(Evaluation.from_dict(e, names) for e in entries)[-HISTORY_LIMIT:]

@@ -48,6 +48,8 @@ class MetricResult:
     # A FAIL that is conclusive on its own (anytime-valid evidence crossed its bound): roll back now,
     # without waiting for failureLimit consecutive FAILs.
     decisive: bool = False
+    # The policy marks the metric ``dryRun``: judged and shown, never acted on (`analysis.dryrun`).
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "verdict": self.verdict.value, "reason": self.reason}
@@ -60,6 +62,8 @@ class MetricResult:
             out["figures"] = figures
         if self.decisive:
             out["decisive"] = True
+        if self.dry_run:
+            out["dry_run"] = True
         return out
 
     @classmethod
@@ -74,4 +78,5 @@ class MetricResult:
             stable_requests=data.get("stable_requests"),
             figures=Figures.from_dict(data.get("figures")),
             decisive=bool(data.get("decisive", False)),
+            dry_run=data.get("dry_run") is True,
         )

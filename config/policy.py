@@ -221,6 +221,12 @@ class MetricSpec:
         default=None,
         max_length=QUERY_MAX,
     )
+    dry_run: bool = spec(
+        "dryRun",
+        "Query and judge this metric, and show its verdict (status, log, Events, /metrics), but never let "
+        "it hold, roll back, pause or promote the rollout, nor count toward failureLimit.",
+        default=False,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -88,8 +88,9 @@ class ControllerMetrics:
         )
         self._verdict = Gauge(
             "songbird_metric_verdict",
-            "1 for the metric's verdict at the last evaluation, 0 for the others.",
-            (*per_metric, "verdict"),
+            '1 for the metric\'s verdict at the last evaluation, 0 for the others; dry_run="true" for a '
+            "dryRun metric (judged and shown, never acted on).",
+            (*per_metric, "verdict", "dry_run"),
             registry=r,
         )
         self._canary_requests = Gauge(
@@ -228,7 +229,8 @@ class ControllerMetrics:
         f = result.figures
         out: dict[_GaugeSeries, float] = {}
         for verdict in Verdict:
-            out[(self._verdict, (*base, verdict.value))] = float(verdict is result.verdict)
+            dry = "true" if result.dry_run else "false"
+            out[(self._verdict, (*base, verdict.value, dry))] = float(verdict is result.verdict)
         for metric, value in (
             (self._canary_requests, result.canary_requests),
             (self._stable_requests, result.stable_requests),

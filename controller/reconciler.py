@@ -67,6 +67,7 @@ from songbird.controller.commands import read_request
 from songbird.controller.errors import ClusterError, Conflict, ConsentError, NotFound, OwnershipError
 from songbird.controller.facts import Observed, read_facts
 from songbird.controller.keys import CLEANUP_FINALIZER
+from songbird.controller.notices import notices
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
 from songbird.controller.routers.base import Router, RouteView
 from songbird.controller.status import StatusMemory, must_write
@@ -394,6 +395,8 @@ class Reconciler:
             weight=state.weight,
             action=decision.action.value,
             verdicts=verdicts,
+            dry_run=sorted(r.name for r in last.results if r.dry_run) if last is not None else [],
+            split=state.split.to_dict() if state.split is not None else None,
             reason=decision.reason,
             results=[r.to_dict() for r in last.results] if last is not None else [],
         )
@@ -406,6 +409,10 @@ class Reconciler:
                 reason=_event_reason(before, state, decision),
                 message=f"{state.phase.value}: {decision.reason}"[:1024],
                 warning=warning,
+            )
+        for notice in notices(before, state):
+            self.recorder.event(
+                configmap, reason=notice.reason, message=notice.message[:1024], warning=notice.warning
             )
 
     def _command_event(self, configmap: Obj, decision: Decision) -> None:

@@ -4,7 +4,8 @@ The status annotation (`analysis.state`) is written when something a decision or
 changes, not on every evaluation:
 - a change of phase, step, weight, Deployments or Services, clocks (rollout, step, promotion), failure
   count, error streak, cause or forecast, or of any metric's verdict (or its ``decisive`` mark) in the
-  last evaluation; every action other than a hold (a traffic change is always recorded, after it is made);
+  last evaluation, or of the traffic split check's status (`analysis.split`; not its counts); every action
+  other than a hold (a traffic change is always recorded, after it is made);
 - a checkpoint: ``CHECKPOINT`` seconds of evaluations since the last write, so the judge's sums on the
   cluster are never older than that.
 An unchanged evaluation (same verdicts, only the judge's sums, the evaluation time, the reason's wording
@@ -59,13 +60,21 @@ def _decided(state: RolloutState) -> RolloutState:
         reason="",
         history=(),
         evidence={},
+        split=None,
     )
+
+
+def _split(state: RolloutState) -> tuple[str, int] | None:
+    """What is written for a change of the split check: its status at its step (not its counts)."""
+    return None if state.split is None else (state.split.status.value, state.split.step)
 
 
 def must_write(before: RolloutState, after: RolloutState, *, recorded_at: float | None) -> bool:
     """Pure: whether ``after`` must be written, ``before`` being what the cluster holds in every field a
     decision reads, and ``recorded_at`` the evaluation time of the state last written."""
     if _decided(before) != _decided(after) or _verdicts(before) != _verdicts(after):
+        return True
+    if _split(before) != _split(after):
         return True
     if after.last_evaluated_at is None or after.last_evaluated_at == recorded_at:
         return False

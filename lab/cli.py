@@ -1,15 +1,18 @@
 """``songbird lab``: a whole canary release on this machine, with a live view and a report.
 
-    songbird lab --scenario healthy|bad-errors|bad-latency [--rate N] [--out DIR] [--port N] [--quiet]
+    songbird lab --scenario healthy|bad-errors|bad-latency|canary-ignored [--rate N] [--out DIR] [--port N]
+                 [--quiet]
 
-Prints a live view (one line per change of phase, step, weight, verdicts or served weight, plus a line every
-10 s; on a terminal the current line also refreshes in place), then ``promoted`` or ``rolled back`` with
-the controller's reason, the measured traffic share per step against its weight, and writes
-``timeline.json`` and ``report.png`` into ``--out`` (default ``out/lab-<scenario>``).
+Prints a live view (one line per change of phase, step, weight, verdicts, served weight or traffic split
+check, plus a line every 10 s; on a terminal the current line also refreshes in place; ``split ok 9.8%`` is
+Songbird's own check of the canary's measured share, `analysis.split`), then ``promoted``, ``rolled back``
+or ``held`` (the canary-ignored scenario: a traffic split mismatch) with the controller's reason, the
+measured traffic share per step against its weight, and writes ``timeline.json`` and ``report.png`` into
+``--out`` (default ``out/lab-<scenario>``).
 
-Exit codes: 0 when the outcome is the scenario's expected one (healthy: promoted; bad-*: rolled back),
-1 when it is not (or no outcome came in time), 2 when the lab could not run (the message says what to do),
-130 on Ctrl-C or SIGTERM, after every process the lab started has been stopped.
+Exit codes: 0 when the outcome is the scenario's expected one (healthy: promoted; bad-*: rolled back;
+canary-ignored: held), 1 when it is not (or no outcome came in time), 2 when the lab could not run (the
+message says what to do), 130 on Ctrl-C or SIGTERM, after every process the lab started has been stopped.
 
 ``--kubeconfig K --prometheus-url P --ingress-url http://host:port [--namespace N]`` runs the same rollout
 on a real cluster instead: nothing local is started but the controller (``songbird run --kubeconfig K``,
@@ -52,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rate",
         type=float,
-        help="requests per second (default: healthy 80, bad-errors and bad-latency 150)",
+        help="requests per second (default: healthy 80, the others 150)",
     )
     p.add_argument("--out", type=Path, help="report directory (default out/lab-<scenario>)")
     p.add_argument("--port", type=int, default=0, help="nginx's traffic port on 127.0.0.1 (default: free)")
@@ -87,7 +90,15 @@ class LiveView:
     def __call__(self, s: Sample) -> None:
         if self.quiet:
             return
-        key = (s.phase, s.step, s.weight, s.nginx_weight, s.main_service, tuple(sorted(s.verdicts.items())))
+        key = (
+            s.phase,
+            s.step,
+            s.weight,
+            s.nginx_weight,
+            s.main_service,
+            tuple(sorted(s.verdicts.items())),
+            s.split,
+        )
         line = self.format(s)
         now = time.monotonic()
         if key != self._last_key or now - self._last_line >= HEARTBEAT:
@@ -112,12 +123,28 @@ class LiveView:
         verdicts = " ".join(f"{name}={v}" for name, v in s.verdicts.items()) or "no evaluation yet"
         return (
             f"{s.t:6.1f}s  {s.phase:<12} step {step:<4} weight {s.weight:>3g}% (nginx {served:>4})  "
-            f"v2 share {share}  Region:always->v2 {header}  {verdicts}"
+            f"v2 share {share}  Region:always->v2 {header}  {split_text(s)}  {verdicts}"
         )
+
+
+def split_text(s: Sample) -> str:
+    """The traffic split check as the live view shows it: ``split ok 9.8%``, ``split MISMATCH 0.0%``,
+    ``split ?`` (too few requests yet), ``split -`` (no check at this step yet)."""
+    share = "" if s.split_share is None else f" {100 * s.split_share:.1f}%"
+    if s.split == "consistent":
+        return f"split ok{share}"
+    if s.split == "mismatch":
+        return f"split MISMATCH{share}"
+    return "split ?" if s.split == "undecided" else "split -"
 
 
 def summary(timeline: Timeline, stream: TextIO) -> None:
     print(f"\n{timeline.outcome}: {timeline.reason}", file=stream)
+    if timeline.outcome == "held":
+        print(
+            "the rollout stays at its weight until the canary receives its share (never rolled back)",
+            file=stream,
+        )
     print(f"rollout took {timeline.duration:.0f} s at {timeline.rate:g} requests/s", file=stream)
     steps = timeline.step_shares()
     if steps:

@@ -11,8 +11,9 @@ What runs (every server on 127.0.0.1, every file in temporary directories):
    ``Region: always``.
 Once Prometheus holds nginx's series the policy ConfigMap is applied, and the rollout starts. Every half
 second a `lab.timeline.Sample` is taken (the controller's status, nginx's routing, the traffic just
-measured) and handed to ``on_sample``; the run ends ``settle`` seconds after the rollout finished (or at
-``timeout``), with Prometheus' error-rate and latency series copied into the timeline.
+measured) and handed to ``on_sample``; the run ends ``settle`` seconds after the rollout finished, or was
+held on a traffic split mismatch (outcome ``held``: it cannot move until the route is fixed), or at
+``timeout``, with Prometheus' error-rate and latency series copied into the timeline.
 
 With ``LabOptions.cluster`` (``songbird lab --kubeconfig``) steps 1, 2 and 4 are the cluster's own: the
 lab starts no emulator, nginx, backends or Prometheus. It checks that the namespace holds the seed objects
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from songbird.analysis.cause import Cause
 from songbird.analysis.state import STATUS_ANNOTATION, Phase, RolloutState
 from songbird.lab import scenarios
 from songbird.lab.apiserver import KubeEmulator
@@ -195,6 +197,7 @@ class Lab:
                 patch_status,
                 nginx=nginx,
                 replicas=replicas,
+                ingress_class=scenarios.INGRESS_CLASS,
             )
             stack.enter_context(sync)
             _wait("nginx to route foo.example.com to 3 ready replicas", lambda: _stable_ready(kube, nginx))
@@ -411,6 +414,12 @@ class Lab:
                 # Promoting or RollingBack faster than that; the Event it emitted on entering the phase
                 # keeps the decision's reason.
                 timeline.reason = _outcome_reason(plane.events()) or timeline.reason or sample.reason
+            if finished_at is None and sample.cause == Cause.SPLIT_MISMATCH.value:
+                # Held on a traffic split mismatch: the rollout will not move until the route is fixed.
+                finished_at = now
+                timeline.outcome = "held"
+                timeline.duration = now - applied
+                timeline.reason = sample.reason
             if finished_at is None and now - applied > opts.timeout:
                 timeline.outcome = "timed out"
                 timeline.duration = now - applied
@@ -554,6 +563,8 @@ def _sample(t: float, plane: _Plane, report: LoadReport) -> Sample:
         nginx_weight = 100.0 * route.canary.weight / route.canary.effective_total
         header = bool(route.canary.header)
     recent = [b for b in report.buckets if b.start + b.width <= time.time()][-RECENT:]
+    # The split check of the current step only (the status keeps the last step's until the next check).
+    checked = state.split if state.split is not None and state.split.step == state.step else None
     plain = sum(b.plain for b in recent)
     with_header = sum(sum(b.header_versions.values()) for b in recent)
     return Sample(
@@ -568,6 +579,9 @@ def _sample(t: float, plane: _Plane, report: LoadReport) -> Sample:
         main_service=route.main.service if route is not None else "",
         share_recent=sum(b.versions["v2"] for b in recent) / plain if plain else None,
         header_recent=sum(b.header_versions["v2"] for b in recent) / with_header if with_header else None,
+        cause=state.cause.value,
+        split=checked.status.value if checked is not None else "",
+        split_share=checked.share if checked is not None else None,
     )
 
 

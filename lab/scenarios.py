@@ -12,7 +12,14 @@ Every workload object opts in to the scenario's policy with ``songbird.dev/accep
 Scenarios (stable: 0.75% 5xx, latency log-normal with median 50 ms):
 - ``healthy``: the canary behaves exactly like the stable;
 - ``bad-errors``: the canary answers 5% of requests with 500;
-- ``bad-latency``: the canary is 3 times slower (median 150 ms).
+- ``bad-latency``: the canary is 3 times slower (median 150 ms);
+- ``canary-ignored``: the canary behaves like the stable, but the main Ingress names its class only by the
+  legacy ``kubernetes.io/ingress.class`` annotation. The canary Ingress Songbird makes copies the main
+  one's spec (without that annotation), so it has no class and the lab's nginx, serving class ``nginx``
+  only (as ingress-nginx without ``--watch-ingress-without-class``), ignores it: the canary receives 0% at
+  10%. Songbird's split check (`analysis.split`) holds the rollout at its first step with that reason;
+  the outcome is ``held``. At 150 requests/s a 10 s window holds about 1,000 plain requests, far above
+  the 132 that make 0% at 10% detectable, and a 10% weight is never advanced past.
 
 Why the policy's numbers (`LabPolicy`) and the rates (`DEFAULT_RATES`): the end-to-end tests assert each
 scenario's outcome and measurements, and CI fails on any one of them, so each must come out wrong by
@@ -56,6 +63,8 @@ canary reaching 40% in 11% of runs, a 3x-slow canary rolled back 3 s into step 1
   distribution, a stretch of 300 requests at 10% (the worst case here) is outside with probability
   1.7e-5, 800 requests 1.1e-5, and the healthy run's 2,900 per step 8e-6; with 5 stretches in the healthy
   run and 1 or 2 in each bad one, about 8e-5 in all.
+- The split check (`analysis.split`) holding a healthy rollout: at most 2e-6 per evaluation by its bound,
+  about 25 evaluations a run: 5e-5.
 In all, a CI run of the lab module fails by chance with probability about 3e-4, and takes about 6 minutes.
 """
 
@@ -90,13 +99,15 @@ IMAGES = {"v1": "nginx:1.25", "v2": "nginx:1.27"}
 
 STABLE_PROFILE = BackendProfile(error_rate=0.0075, latency_median=0.05, latency_sigma=0.3, seed=1)
 # Requests per second each scenario is run at by default (`lab.scenarios` docstring: why).
-DEFAULT_RATES = {"healthy": 80.0, "bad-errors": 150.0, "bad-latency": 150.0}
+DEFAULT_RATES = {"healthy": 80.0, "bad-errors": 150.0, "bad-latency": 150.0, "canary-ignored": 150.0}
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 
 
 class Scenario(StrEnum):
     HEALTHY = "healthy"
     BAD_ERRORS = "bad-errors"
     BAD_LATENCY = "bad-latency"
+    CANARY_IGNORED = "canary-ignored"
 
 
 def default_rate(scenario: Scenario) -> float:
@@ -118,6 +129,8 @@ def canary_profile(scenario: Scenario, seed: int = 2) -> BackendProfile:
 
 
 def expected_outcome(scenario: Scenario) -> str:
+    if scenario is Scenario.CANARY_IGNORED:
+        return "held"
     return "promoted" if scenario is Scenario.HEALTHY else "rolled back"
 
 
@@ -255,16 +268,21 @@ def service(version: str, *, namespace: str = NAMESPACE, accept: Sequence[str] =
 
 
 def main_ingress(
-    *, backend: str = STABLE, namespace: str = NAMESPACE, accept: Sequence[str] = ACCEPTED
+    *,
+    backend: str = STABLE,
+    namespace: str = NAMESPACE,
+    accept: Sequence[str] = ACCEPTED,
+    legacy_class: bool = False,
 ) -> Obj:
     """The user's Ingress: ``foo.example.com/`` (Prefix) to ``backend`` port 80, TLS from ``foo-tls``,
-    opted in to the policies ``accept`` names."""
+    opted in to the policies ``accept`` names, of class ``nginx`` (with ``legacy_class``, by the
+    ``kubernetes.io/ingress.class`` annotation only)."""
     path = {
         "path": "/",
         "pathType": "Prefix",
         "backend": {"service": {"name": backend, "port": {"number": 80}}},
     }
-    return {
+    ingress: Obj = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {
@@ -279,6 +297,10 @@ def main_ingress(
             "rules": [{"host": HOST, "http": {"paths": [path]}}],
         },
     }
+    if legacy_class:
+        del ingress["spec"]["ingressClassName"]
+        ingress["metadata"]["annotations"][LEGACY_CLASS_ANNOTATION] = INGRESS_CLASS
+    return ingress
 
 
 def namespace_object(name: str = NAMESPACE) -> Obj:
@@ -291,15 +313,17 @@ def objects(
     stable: BackendProfile | None = None,
     canary: BackendProfile | None = None,
     accept: Sequence[str] = ACCEPTED,
+    legacy_class: bool = False,
 ) -> list[Obj]:
-    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`);
-    each opts in to the policies ``accept`` names, as the owner of a real workload would."""
+    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`;
+    ``legacy_class``: see `main_ingress`); each opts in to the policies ``accept`` names, as the owner of a
+    real workload would."""
     return [
         deployment("v1", replicas=3, namespace=namespace, profile=stable, accept=accept),
         deployment("v2", replicas=0, namespace=namespace, profile=canary, accept=accept),
         service("v1", namespace=namespace, accept=accept),
         service("v2", namespace=namespace, accept=accept),
-        main_ingress(namespace=namespace, accept=accept),
+        main_ingress(namespace=namespace, accept=accept, legacy_class=legacy_class),
     ]
 
 
@@ -307,7 +331,10 @@ def seed_objects(scenario: Scenario, namespace: str = NAMESPACE, *, seed: int = 
     """(kind, body) of every object the scenario starts with, in an order a real cluster accepts; the
     backends' draws are seeded from ``seed`` (the stable's from ``seed``, the canary's from ``seed + 1``)."""
     stable, canary = stable_profile(seed), canary_profile(scenario, seed + 1)
-    return [(obj["kind"], obj) for obj in objects(namespace, stable=stable, canary=canary)]
+    legacy = scenario is Scenario.CANARY_IGNORED
+    return [
+        (obj["kind"], obj) for obj in objects(namespace, stable=stable, canary=canary, legacy_class=legacy)
+    ]
 
 
 def policy_configmap(text: str, namespace: str = NAMESPACE) -> Obj:

@@ -92,7 +92,9 @@ class DataPlaneSync:
         profile_for: Callable[[Mapping[str, Any]], BackendProfile] = profile_from_annotations,
         interval: float = 0.5,
         annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX,
+        ingress_class: str | None = None,
     ) -> None:
+        self._ingress_class = ingress_class  # serve only this class (`lab.translator`); None: every Ingress
         self._view = view
         self._patch_status = patch_status
         self._nginx = nginx
@@ -165,7 +167,12 @@ class DataPlaneSync:
                 log.info("lab.scaled", deployment=name, replicas=0, reason="deployment deleted")
 
         endpoints = self._endpoints(self._view.list_services(), deployments)
-        model = translate(self._view.list_ingresses(), endpoints, annotation_prefix=self._prefix)
+        model = translate(
+            self._view.list_ingresses(),
+            endpoints,
+            annotation_prefix=self._prefix,
+            ingress_class=self._ingress_class,
+        )
         if model not in (self._nginx.model, self._refused):
             try:
                 self._nginx.apply(model)

@@ -43,6 +43,9 @@ class Sample:
     main_service: str = ""  # the Service nginx's main route sends plain traffic to
     share_recent: float | None = None  # v2 share of plain requests over the last few seconds
     header_recent: float | None = None  # v2 share of header requests over the last few seconds
+    cause: str = ""  # the status's cause (`analysis.cause.Cause` value)
+    split: str = ""  # the traffic split check's status (`analysis.split.SplitStatus`; "" before one)
+    split_share: float | None = None  # the canary share the check measured (0 to 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,7 +104,7 @@ class Timeline:
     samples: list[Sample] = field(default_factory=list)
     buckets: list[Bucket] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
-    outcome: str = ""  # "promoted", "rolled back" or "timed out"
+    outcome: str = ""  # "promoted", "rolled back", "held" (a traffic split mismatch) or "timed out"
     reason: str = ""  # the decision that ended the rollout
     final_reason: str = ""  # the status reason when the run ended
     duration: float = 0.0  # seconds from the policy being applied to the outcome

@@ -19,7 +19,13 @@ What is reproduced, with where ingress-nginx does it:
   main backend's affinity (``mergeAlternativeBackend``), with ``legacy`` it keeps its own annotations;
 - every other annotation of a canary Ingress is ignored.
 
-What is not: ``spec.defaultBackend``, resource backends, ingress classes, TLS. They are noted, not served.
+- ingress classes, when the lab is given one (``ingress_class``, as ingress-nginx's ``--ingress-class``):
+  an Ingress is served when its ``spec.ingressClassName`` is that class or, without one, when its legacy
+  ``kubernetes.io/ingress.class`` annotation is; any other Ingress (another class, or none at all, as
+  ingress-nginx without ``--watch-ingress-without-class``) is ignored and noted. Without a class every
+  Ingress is served.
+
+What is not: ``spec.defaultBackend``, resource backends, TLS. They are noted, not served.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from songbird.lab.model import (
 )
 
 DEFAULT_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io"
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_INT = re.compile(r"^[+-]?[0-9]+$")
@@ -52,10 +59,14 @@ def translate(
     endpoints: Mapping[str, Sequence[str]],
     *,
     annotation_prefix: str = DEFAULT_ANNOTATION_PREFIX,
+    ingress_class: str | None = None,
 ) -> RoutingModel:
-    """The routing model ingress-nginx would build from these Ingresses and endpoints."""
-    ordered = _ingress_order(ingresses)
+    """The routing model ingress-nginx would build from these Ingresses and endpoints (only those of
+    ``ingress_class`` when one is given)."""
     notes: list[str] = []
+    if ingress_class is not None:
+        ingresses = list(_of_class(ingresses, ingress_class, notes))
+    ordered = _ingress_order(ingresses)
     routes: dict[tuple[str, str, PathType], Route] = {}
 
     mains = [i for i in ordered if not _is_canary(i, annotation_prefix)]
@@ -184,6 +195,19 @@ def _paths(ing: Obj, notes: list[str]) -> Iterable[tuple[str, str, PathType, str
             number = port.get("number")
             port_id = str(number) if number else str(port.get("name") or "")
             yield host, path, path_type, str(service["name"]), port_id
+
+
+def _of_class(ingresses: Iterable[Obj], ingress_class: str, notes: list[str]) -> Iterable[Obj]:
+    for ing in ingresses:
+        declared = _spec(ing).get("ingressClassName")
+        if declared is None:
+            declared = _annotations(ing).get(LEGACY_CLASS_ANNOTATION)
+        if declared == ingress_class:
+            yield ing
+        else:
+            ns, name = _ns_name(ing)
+            said = "no ingress class" if declared is None else f"ingress class {declared!r}"
+            notes.append(f"{ns}/{name}: ignored: {said}, not {ingress_class!r}")
 
 
 def _ingress_order(ingresses: Iterable[Obj]) -> list[Obj]:

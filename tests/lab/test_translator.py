@@ -8,15 +8,23 @@ main Ingress (or with another pathType) is ignored; the alternative backend atta
 ingress order (creationTimestamp, then namespace/name descending); session affinity (sticky default copies
 the main affinity, legacy keeps the canary's own; an affinity cookie beats the header); endpoints (main
 without endpoints -> 503, canary without endpoints -> main); upstream names; Go-style parsing of
-annotations; a configurable annotation prefix.
+annotations; a configurable annotation prefix; ingress classes (only the lab's class is served, by
+``ingressClassName`` or the legacy annotation; a canary Ingress rendered by Songbird's router for a main
+Ingress classed by the legacy annotation has no class and is ignored: the canary-ignored scenario).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from songbird.analysis.plan import TrafficSplit
+from songbird.config.loader import load_policy_yaml
+from songbird.controller.routers import make_router
+from songbird.controller.routers.base import RouteView
+from songbird.lab import scenarios
 from songbird.lab.model import DEFAULT_AFFINITY_COOKIE, Reason, Route, RoutingModel, backend_key, decide
 from songbird.lab.translator import translate
 from tests.lab.objects import HOST, canary, ingress, main
@@ -282,3 +290,46 @@ def test_annotation_prefix_is_configurable() -> None:
     assert only_route(translate([main(), custom], EPS)).canary is None
     route = only_route(translate([main(), custom], EPS, annotation_prefix="example.com"))
     assert route.canary is not None and share(route) == 1.0
+
+
+def _rendered_canary(main_ingress: dict[str, Any], weight: float) -> dict[str, Any]:
+    """The canary Ingress Songbird's ingress-nginx router makes for ``main_ingress`` at ``weight``."""
+    policy = load_policy_yaml(
+        "ingress: nginx\ncanary: {deployment: nginx-v2, service: nginx-v2}\nsteps: [10, 50]\n"
+        "routing: {header: {name: Region}}\n"
+    )
+    view = RouteView(
+        namespace="default",
+        main=main_ingress,
+        canary=None,
+        stable_service="nginx-v1",
+        current=TrafficSplit(stable_service="nginx-v1"),
+    )
+    split = TrafficSplit(
+        stable_service="nginx-v1", canary_service="nginx-v2", weight=weight, match_routes=True
+    )
+    return make_router("ingress-nginx").render_canary(view, policy, "nginx-rollout", split)
+
+
+def test_ingress_class_serves_only_that_class() -> None:
+    main_ingress = scenarios.main_ingress()
+    canary_ingress = _rendered_canary(main_ingress, 10)
+    served = only_route(translate([main_ingress, canary_ingress], EPS, ingress_class="nginx"))
+    assert served.canary is not None and share(served) == pytest.approx(0.10)
+    other = {**canary_ingress, "spec": {**canary_ingress["spec"], "ingressClassName": "internal"}}
+    model = translate([main_ingress, other], EPS, ingress_class="nginx")
+    assert only_route(model).canary is None
+    assert model.notes == ("default/nginx-canary: ignored: ingress class 'internal', not 'nginx'",)
+    # Without a class to serve, the lab serves every Ingress (as before classes were modelled).
+    assert only_route(translate([main_ingress, other], EPS)).canary is not None
+
+
+def test_a_main_ingress_classed_by_the_legacy_annotation_leaves_the_canary_without_a_class() -> None:
+    """The canary-ignored scenario: the canary copies the main Ingress' spec, not its annotations."""
+    main_ingress = scenarios.main_ingress(legacy_class=True)
+    canary_ingress = _rendered_canary(main_ingress, 10)
+    assert "ingressClassName" not in canary_ingress["spec"]
+    model = translate([main_ingress, canary_ingress], EPS, ingress_class="nginx")
+    route = only_route(model)
+    assert route.ingress == "nginx" and route.canary is None and share(route, {"Region": "always"}) == 0.0
+    assert model.notes == ("default/nginx-canary: ignored: no ingress class, not 'nginx'",)

@@ -11,7 +11,8 @@ Covers:
 - the fresh counts on the figures: reset when the step changes, counted only from answered windows; and
   a healthy canary that keeps answering at the last step is still promoted, on fresh evidence;
 - a window that reaches back before the step started counts for the rollout but not as fresh, and the
-  persisted evidence keeps the same keys however many windows are judged.
+  persisted evidence keeps the same keys however many windows are judged; so does a batched window
+  aligned to the cadence grid that starts before the step, although the previous tick started the step.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from songbird.analysis.batch import WINDOW_KEY, recorded, slot
 from songbird.analysis.decision import Action, Decision, Facts
 from songbird.analysis.evaluate import evidence_window, judge
 from songbird.analysis.observe import observe
@@ -55,6 +57,7 @@ FACTS = Facts(
 )
 TARGET = IngressTarget(namespace="shop", ingress="web", canary="web-v2", stable="web-v1")
 T0 = 1_700_000_000.0
+GRID = T0 - T0 % 15  # a time on the 15 s cadence grid
 
 
 @dataclass(frozen=True)
@@ -198,10 +201,12 @@ def test_a_window_that_errors_after_pass_evidence_is_an_error_and_holds_the_step
 
 
 def test_fresh_counts_restart_at_each_step_and_a_healthy_canary_is_still_promoted() -> None:
-    run = drive(lambda weight, at: HEALTHY_COMPARED, seconds=600)
+    # The canary's share follows the weight, as a router does (the split is verified, `analysis.split`).
+    at_half = Counts(canary=(15000.0, 15.0), stable=(15000.0, 150.0))
+    run = drive(lambda weight, at: HEALTHY_COMPARED if weight < 50 else at_half, seconds=600)
     first = [results[0].figures.fresh_canary_requests for results in run.verdicts_at(10.0)]
     last = [results[0].figures.fresh_canary_requests for results in run.verdicts_at(50.0)]
-    assert first[:2] == [3000.0, 6000.0] and last[:2] == [3000.0, 6000.0]
+    assert first[:2] == [3000.0, 6000.0] and last[:2] == [15000.0, 30000.0]
     assert run.promoted
     final = run.verdicts_at(50.0)[-1]
     assert all(r.verdict is Verdict.PASS and (r.figures.fresh_canary_requests or 0) >= 100 for r in final)
@@ -218,8 +223,35 @@ def test_a_window_reaching_back_before_the_step_is_not_fresh_and_the_keys_stay_b
     assert all(r.figures.fresh_canary_requests == 0 for r in results)
     assert all(r.figures.canary_total_sum == 150 for r in results)
     keys = {name: set(sums) for name, sums in evidence.items()}
+    script = ScriptedPrometheus(lambda weight, at: HEALTHY_SPARSE)
     for i in range(1, 40):
-        state = replace(state, evidence=evidence, last_evaluated_at=T0 + 15 * i)
-        results, evidence = judge(POLICY, state, window, ())
+        state = replace(state, evidence=evidence, last_evaluated_at=T0 + 15 * (i - 1))
+        # Each later window runs from the previous evaluation to this one, inside the step.
+        later = observe(POLICY, script, TARGET, at=T0 + 15 * i, window=15)
+        results, evidence = judge(POLICY, state, later, ())
     assert all(r.figures.fresh_canary_requests == 39 * 150 for r in results)
     assert {name: set(sums) for name, sums in evidence.items()} == keys
+
+
+def test_a_batched_window_starting_on_the_grid_before_the_step_is_not_fresh() -> None:
+    # The previous window ended on the grid at GRID - 15; the tick at GRID - 7 evaluated and started step 2
+    # (so the previous evaluation is not before the step). The next aligned window runs from GRID - 15 to
+    # GRID: 8 of its 15 s are at the previous weight, so it is not fresh; the one after it is.
+    state = RolloutState(
+        phase=Phase.PROGRESSING,
+        step=1,
+        weight=50.0,
+        step_started_at=GRID - 7,
+        last_evaluated_at=GRID - 7,
+        evidence={WINDOW_KEY: {"end": GRID - 15}},
+    )
+    chosen = slot(POLICY, state, GRID + 8)
+    assert (chosen.at, chosen.window) == (GRID, 15.0)
+    script = ScriptedPrometheus(lambda weight, at: HEALTHY_SPARSE)
+    results, evidence = judge(POLICY, state, observe(POLICY, script, TARGET, at=chosen.at, window=15), ())
+    assert all(r.figures.fresh_canary_requests == 0 for r in results)
+    state = replace(state, evidence=recorded(evidence, GRID), last_evaluated_at=GRID + 8)
+    chosen = slot(POLICY, state, GRID + 23)
+    assert (chosen.at, chosen.window) == (GRID + 15, 15.0)
+    results, _ = judge(POLICY, state, observe(POLICY, script, TARGET, at=chosen.at, window=15), ())
+    assert all(r.figures.fresh_canary_requests == 150 for r in results)

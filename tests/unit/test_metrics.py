@@ -4,8 +4,9 @@ Covers:
 - each `ControllerMetrics` has its own registry: two instances do not share series;
 - build info and the leader gauge;
 - `observe_rollout`: one-hot phase over every phase, weight, step, replicas by role (absent when unknown),
-  per-metric one-hot verdict, request counts, canary/stable rates and evidence from the last evaluation
-  only; a metric no longer evaluated and a replica count that became unknown disappear;
+  per-metric one-hot verdict (labelled ``dry_run`` for a dry-run metric), request counts, canary/stable
+  rates and evidence from the last evaluation only; a metric no longer evaluated and a replica count that
+  became unknown disappear;
 - `forget_rollout` removes every series of that rollout (gauges, counters, histograms) and no other;
 - `record_decision`: promotions, rollbacks by reason, inconclusive steps, evaluation errors by metric, the
   decisions counter; an unknown action is refused;
@@ -123,10 +124,21 @@ def test_last_evaluation_figures() -> None:
     )
     m.observe_rollout("shop", "web", progressing(old, evaluation(ERROR_RATE, LATENCY)), 2, 8)
     labels = {"namespace": "shop", "name": "web", "metric": "error-rate"}
-    verdicts = {v.value: value(m, "songbird_metric_verdict", **labels, verdict=v.value) for v in Verdict}
+    verdicts = {
+        v.value: value(m, "songbird_metric_verdict", **labels, verdict=v.value, dry_run="false")
+        for v in Verdict
+    }
     assert verdicts == {"PASS": 0.0, "FAIL": 1.0, "INCONCLUSIVE": 0.0, "ERROR": 0.0}
     assert (
-        value(m, "songbird_metric_verdict", namespace="shop", name="web", metric="latency", verdict="PASS")
+        value(
+            m,
+            "songbird_metric_verdict",
+            namespace="shop",
+            name="web",
+            metric="latency",
+            verdict="PASS",
+            dry_run="false",
+        )
         == 1.0
     )
     assert (
@@ -260,3 +272,12 @@ def test_exposition_content_type() -> None:
     m = ControllerMetrics(version="0.1.0")
     assert m.content_type.startswith("text/plain; version=0.0.4")
     assert b"# HELP songbird_rollout_weight Canary traffic weight in force, in percent." in m.render()
+
+
+def test_a_dry_run_verdict_is_labelled_dry_run() -> None:
+    m = ControllerMetrics(version="0.1.0")
+    shadow = MetricResult(name="shadow", verdict=Verdict.FAIL, reason="1 > 0.5", dry_run=True)
+    m.observe_rollout("shop", "web", progressing(evaluation(shadow, LATENCY)), 2, 8)
+    labels = {"namespace": "shop", "name": "web", "metric": "shadow", "verdict": "FAIL"}
+    assert value(m, "songbird_metric_verdict", **labels, dry_run="true") == 1.0
+    assert value(m, "songbird_metric_verdict", **labels, dry_run="false") is None
