@@ -6,7 +6,8 @@
 Prints a live view (one line per change of phase, step, weight, verdicts, served weight or traffic split
 check, plus a line every 10 s; on a terminal the current line also refreshes in place; ``split ok 9.8%`` is
 Songbird's own check of the canary's measured share, `analysis.split`), then ``promoted``, ``rolled back``
-or ``held`` (the canary-ignored scenario: a traffic split mismatch) with the controller's reason, the
+or ``held`` (the canary-ignored scenario: the lab's ingress controller reads another annotation prefix than
+Songbird writes, so the canary receives nothing; a traffic split mismatch) with the controller's reason, the
 measured traffic share per step against its weight, and writes ``timeline.json`` and ``report.png`` into
 ``--out`` (default ``out/lab-<scenario>``).
 
