@@ -588,6 +588,7 @@ def _sample(t: float, plane: _Plane, report: LoadReport) -> Sample:
         cause=state.cause.value,
         split=checked.status.value if checked is not None else "",
         split_share=checked.share if checked is not None else None,
+        last_command=state.last_command.to_dict() if state.last_command is not None else None,
     )
 
 

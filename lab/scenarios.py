@@ -329,8 +329,8 @@ def objects(
     canary: BackendProfile | None = None,
     accept: Sequence[str] = ACCEPTED,
 ) -> list[Obj]:
-    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`); each opts in to the policies ``accept`` names, as the owner of a
-    real workload would."""
+    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`);
+    each opts in to the policies ``accept`` names, as the owner of a real workload would."""
     return [
         deployment("v1", replicas=3, namespace=namespace, profile=stable, accept=accept),
         deployment("v2", replicas=0, namespace=namespace, profile=canary, accept=accept),

@@ -90,7 +90,7 @@ def canary_ignored() -> Iterator[Timeline]:
     yield _run(Scenario.CANARY_IGNORED)
 
 
-def test_a_canary_ingress_nginx_does_not_recognise_is_held_at_its_first_weight(
+def test_a_canary_ignored_for_its_annotation_prefix_is_held_at_its_first_weight(
     canary_ignored: Timeline,
 ) -> None:
     assert canary_ignored.outcome == "held", canary_ignored.reason

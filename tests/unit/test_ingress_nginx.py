@@ -1,9 +1,10 @@
-"""The ingress-nginx router, on plain objects: the canary Ingress it renders (same hosts, paths, class and
-TLS as the main one, backend the canary Service, ownership label), the annotations for weight, header,
-cookie and stickiness, sub-percent weights with a total of 10000, minimal patches and no-op skipping,
-withdrawing routing removes affinity too, promotion patches the main Ingress with its resourceVersion,
-the legacy class annotation followed (copied, changed, removed with the main Ingress's), and the refusals: a hand-made canary for the same host/path, a foreign Ingress with our name, a canary
-Ingress owned by another policy naming the same main Ingress, a main Ingress routing to several Services."""
+"""The ingress-nginx router, on plain objects: the canary Ingress it renders (same hosts, paths, class and TLS
+as the main one, backend the canary Service, ownership label), the annotations for weight, header, cookie
+and stickiness, sub-percent weights with a total of 10000, minimal patches and no-op skipping, withdrawing
+routing removes affinity too, promotion patches the main Ingress with its resourceVersion, the legacy class
+annotation followed (copied, changed, removed with the main Ingress's), and the refusals: a hand-made canary
+for the same host/path, a foreign Ingress with our name, a canary Ingress owned by another policy naming the
+same main Ingress, a main Ingress routing to several Services."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def test_the_canary_follows_a_main_ingress_classed_by_the_legacy_annotation() ->
         router.read(Objects(legacy, canary), "default", POLICY, "nginx"), POLICY, "nginx", split
     )
     assert moved.op == "patch" and moved.body == {"metadata": {"annotations": {LEGACY: "internal"}}}
-    # The main Ingress drops the annotation for spec.ingressClassName: the canary drops it and takes the field.
+    # The main Ingress trades the annotation for spec.ingressClassName: the canary follows.
     del legacy["metadata"]["annotations"][LEGACY]
     legacy["spec"]["ingressClassName"] = "nginx"
     (dropped,) = router.plan(
