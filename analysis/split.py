@@ -67,6 +67,7 @@ STICKY_DISPERSION = 25.0  # requests per effective independent draw under sticky
 
 LIKELY_CAUSES = (
     "the canary Ingress has another ingress class than the main one",
+    "the annotation prefix differs from the ingress controller's",
     "the ingress controller rejected the canary Ingress",
     "a stale admission webhook",
     "canary-by-header misconfigured",

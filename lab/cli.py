@@ -3,10 +3,14 @@
     songbird lab --scenario healthy|bad-errors|bad-latency|canary-ignored [--rate N] [--out DIR] [--port N]
                  [--quiet]
 
-Prints a live view (one line per change of phase, step, weight, verdicts, served weight or traffic split
-check, plus a line every 10 s; on a terminal the current line also refreshes in place; ``split ok 9.8%`` is
-Songbird's own check of the canary's measured share, `analysis.split`), then ``promoted``, ``rolled back``
-or ``held`` (the canary-ignored scenario: a traffic split mismatch) with the controller's reason, the
+Prints a live view (one line per change of phase, step, weight, verdicts, served weight, traffic split
+check or last operator command, plus a line every 10 s; on a terminal the current line also refreshes in
+place; ``split ok 9.8%`` is Songbird's own check of the canary's measured share, `analysis.split`; ``cmd
+pause executed by songbird-cli`` the last command the controller took up, e.g. from ``songbird pause
+nginx-rollout`` in another terminal, with a ``..`` line giving its time, id and message when it comes in),
+then ``promoted``, ``rolled back``
+or ``held`` (the canary-ignored scenario: the lab's ingress controller reads another annotation prefix than
+Songbird writes, so the canary receives nothing; a traffic split mismatch) with the controller's reason, the
 measured traffic share per step against its weight, and writes ``timeline.json`` and ``report.png`` into
 ``--out`` (default ``out/lab-<scenario>``).
 
@@ -37,6 +41,8 @@ from typing import TextIO
 
 import structlog
 
+from songbird.analysis.status_view import last_command_line
+from songbird.config.text import bounded
 from songbird.lab.report import write_report
 from songbird.lab.run import ClusterTarget, Lab, LabError, LabOptions
 from songbird.lab.scenarios import Scenario, expected_outcome
@@ -98,11 +104,18 @@ class LiveView:
             s.main_service,
             tuple(sorted(s.verdicts.items())),
             s.split,
+            _command_key(s),
         )
         line = self.format(s)
         now = time.monotonic()
         if key != self._last_key or now - self._last_line >= HEARTBEAT:
             self._clear()
+            if _command_key(s) != _command_key_of(self._last_key):
+                # A new command: the whole record once (when, id, the controller's message), from the
+                # renderer `songbird status` uses.
+                detail = last_command_line({"lastCommand": s.last_command}, now=time.time())
+                if detail:
+                    print(f"  .. command {detail}", file=self.stream, flush=True)
             print(line, file=self.stream, flush=True)
             self._last_key, self._last_line = key, now
         elif self.tty:
@@ -121,10 +134,34 @@ class LiveView:
         served = "-" if s.nginx_weight is None else f"{s.nginx_weight:g}%"
         step = f"{s.step}/{self.steps}" if s.step else "-"
         verdicts = " ".join(f"{name}={v}" for name, v in s.verdicts.items()) or "no evaluation yet"
+        command = command_text(s)
         return (
             f"{s.t:6.1f}s  {s.phase:<12} step {step:<4} weight {s.weight:>3g}% (nginx {served:>4})  "
             f"v2 share {share}  Region:always->v2 {header}  {split_text(s)}  {verdicts}"
+            + (f"  {command}" if command else "")
         )
+
+
+def command_text(s: Sample) -> str:
+    """The last operator command as the live line shows it: ``cmd promote --step executed by alice``
+    (``by`` left out when the API server recorded no field manager); empty before any command."""
+    command = s.last_command
+    if not command or not command.get("id"):
+        return ""
+    what = bounded(str(command.get("command") or "?"), 40)
+    result = bounded(str(command.get("result") or "?"), 20)
+    by = command.get("by")
+    who = f" by {bounded(by, 80)}" if isinstance(by, str) and by else ""
+    return f"cmd {what} {result}{who}"
+
+
+def _command_key(s: Sample) -> tuple[str, str] | None:
+    command = s.last_command
+    return (str(command.get("id")), str(command.get("result"))) if command else None
+
+
+def _command_key_of(key: object) -> object:
+    return key[-1] if isinstance(key, tuple) and key else None
 
 
 def split_text(s: Sample) -> str:

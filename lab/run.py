@@ -181,6 +181,7 @@ class Lab:
             kube = stack.enter_context(KubeEmulator())
             for kind, body in scenarios.seed_objects(opts.scenario, seed=seed):
                 kube.put(kind, scenarios.NAMESPACE, body)
+            seeded = time.time()
 
             self._progress("starting nginx and the backends (3 replicas of nginx-v1)")
             replicas = stack.enter_context(ReplicaSupervisor())
@@ -198,9 +199,14 @@ class Lab:
                 nginx=nginx,
                 replicas=replicas,
                 ingress_class=scenarios.INGRESS_CLASS,
+                annotation_prefix=scenarios.annotations_prefix(opts.scenario),
             )
             stack.enter_context(sync)
             _wait("nginx to route foo.example.com to 3 ready replicas", lambda: _stable_ready(kube, nginx))
+            # Ingresses are ordered by creationTimestamp (whole seconds), a tie by namespace/name descending
+            # (`lab.translator`), which would put "nginx-canary" before "nginx": the canary Ingress, made
+            # once the policy is applied below, must be created in a later second than the main one.
+            time.sleep(max(0.0, math.floor(seeded) + 1.0 - time.time()))
 
             controller_port = free_port()
             self._progress("starting Prometheus (scraping nginx and the controller every second)")
@@ -582,6 +588,7 @@ def _sample(t: float, plane: _Plane, report: LoadReport) -> Sample:
         cause=state.cause.value,
         split=checked.status.value if checked is not None else "",
         split_share=checked.share if checked is not None else None,
+        last_command=state.last_command.to_dict() if state.last_command is not None else None,
     )
 
 

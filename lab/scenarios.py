@@ -13,13 +13,16 @@ Scenarios (stable: 0.75% 5xx, latency log-normal with median 50 ms):
 - ``healthy``: the canary behaves exactly like the stable;
 - ``bad-errors``: the canary answers 5% of requests with 500;
 - ``bad-latency``: the canary is 3 times slower (median 150 ms);
-- ``canary-ignored``: the canary behaves like the stable, but the main Ingress names its class only by the
-  legacy ``kubernetes.io/ingress.class`` annotation. The canary Ingress Songbird makes copies the main
-  one's spec (without that annotation), so it has no class and the lab's nginx, serving class ``nginx``
-  only (as ingress-nginx without ``--watch-ingress-without-class``), ignores it: the canary receives 0% at
-  10%. Songbird's split check (`analysis.split`) holds the rollout at its first step with that reason;
-  the outcome is ``held``. At 150 requests/s a 10 s window holds about 1,000 plain requests, far above
-  the 132 that make 0% at 10% detectable, and a 10% weight is never advanced past.
+- ``canary-ignored``: the canary behaves like the stable, but the lab's ingress controller reads its
+  annotations under another prefix (``ingress.example.com``, as ingress-nginx's ``--annotations-prefix``)
+  than the one Songbird writes (``nginx.ingress.kubernetes.io``, Songbird's ``--annotation-prefix``), a
+  misconfiguration Songbird cannot see or fix from the Ingress objects. The canary Ingress's ``canary``
+  annotations are not recognised, so the lab's nginx takes it for a second plain Ingress for the same
+  host and path, and the older one (the main Ingress) keeps serving it (`lab.translator`, as ingress-nginx
+  does: the first Ingress to claim a location keeps it): the canary receives 0% at 10%. Songbird's split
+  check (`analysis.split`) holds the rollout at its first step with that reason; the outcome is ``held``.
+  At 150 requests/s a 10 s window holds about 1,000 plain requests, far above the 132 that make 0% at 10%
+  detectable, and a 10% weight is never advanced past.
 
 Why the policy's numbers (`LabPolicy`) and the rates (`DEFAULT_RATES`): the end-to-end tests assert each
 scenario's outcome and measurements, and CI fails on any one of them, so each must come out wrong by
@@ -101,6 +104,10 @@ STABLE_PROFILE = BackendProfile(error_rate=0.0075, latency_median=0.05, latency_
 # Requests per second each scenario is run at by default (`lab.scenarios` docstring: why).
 DEFAULT_RATES = {"healthy": 80.0, "bad-errors": 150.0, "bad-latency": 150.0, "canary-ignored": 150.0}
 LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
+# The annotation prefix Songbird writes (its --annotation-prefix default) and the one the lab's ingress
+# controller reads in the canary-ignored scenario (ingress-nginx's --annotations-prefix, set otherwise).
+SONGBIRD_ANNOTATION_PREFIX = "nginx.ingress.kubernetes.io"
+MISCONFIGURED_ANNOTATION_PREFIX = "ingress.example.com"
 
 
 class Scenario(StrEnum):
@@ -126,6 +133,14 @@ def canary_profile(scenario: Scenario, seed: int = 2) -> BackendProfile:
     if scenario is Scenario.BAD_LATENCY:
         return BackendProfile(error_rate=0.0075, latency_median=0.15, latency_sigma=0.3, seed=seed)
     return BackendProfile(error_rate=0.0075, latency_median=0.05, latency_sigma=0.3, seed=seed)
+
+
+def annotations_prefix(scenario: Scenario) -> str:
+    """The annotation prefix the lab's ingress controller reads in ``scenario`` (ingress-nginx's
+    ``--annotations-prefix``): Songbird's own, except in ``canary-ignored``."""
+    if scenario is Scenario.CANARY_IGNORED:
+        return MISCONFIGURED_ANNOTATION_PREFIX
+    return SONGBIRD_ANNOTATION_PREFIX
 
 
 def expected_outcome(scenario: Scenario) -> str:
@@ -313,17 +328,15 @@ def objects(
     stable: BackendProfile | None = None,
     canary: BackendProfile | None = None,
     accept: Sequence[str] = ACCEPTED,
-    legacy_class: bool = False,
 ) -> list[Obj]:
-    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`;
-    ``legacy_class``: see `main_ingress`); each opts in to the policies ``accept`` names, as the owner of a
-    real workload would."""
+    """Every namespaced seed object, in an order a real cluster accepts them (profiles: see `deployment`);
+    each opts in to the policies ``accept`` names, as the owner of a real workload would."""
     return [
         deployment("v1", replicas=3, namespace=namespace, profile=stable, accept=accept),
         deployment("v2", replicas=0, namespace=namespace, profile=canary, accept=accept),
         service("v1", namespace=namespace, accept=accept),
         service("v2", namespace=namespace, accept=accept),
-        main_ingress(namespace=namespace, accept=accept, legacy_class=legacy_class),
+        main_ingress(namespace=namespace, accept=accept),
     ]
 
 
@@ -331,10 +344,7 @@ def seed_objects(scenario: Scenario, namespace: str = NAMESPACE, *, seed: int = 
     """(kind, body) of every object the scenario starts with, in an order a real cluster accepts; the
     backends' draws are seeded from ``seed`` (the stable's from ``seed``, the canary's from ``seed + 1``)."""
     stable, canary = stable_profile(seed), canary_profile(scenario, seed + 1)
-    legacy = scenario is Scenario.CANARY_IGNORED
-    return [
-        (obj["kind"], obj) for obj in objects(namespace, stable=stable, canary=canary, legacy_class=legacy)
-    ]
+    return [(obj["kind"], obj) for obj in objects(namespace, stable=stable, canary=canary)]
 
 
 def policy_configmap(text: str, namespace: str = NAMESPACE) -> Obj:

@@ -1,9 +1,10 @@
 """What a lab run observed, over time, and the measurements a person (or a test) checks it with.
 
 A `Timeline` holds three kinds of records, all timed in seconds since the run started:
-- `Sample`: every half second, the rollout as the controller reports it (phase, step, weight, reason and
-  the latest per-metric verdicts, from the policy ConfigMap's status) beside the routing nginx actually
-  serves (the canary weight and the main route's Service in the applied model);
+- `Sample`: every half second, the rollout as the controller reports it (phase, step, weight, reason,
+  the latest per-metric verdicts and the last operator command, from the policy ConfigMap's status)
+  beside the routing nginx actually serves (the canary weight and the main route's Service in the
+  applied model);
 - `Bucket`: per second of load, the answers per version of plain requests and of requests carrying the
   routing header, and plain 5xx answers per version (from `lab.load`);
 - `Series`: error rate and latency per version as Prometheus recorded them (filled at the end of a run).
@@ -46,6 +47,8 @@ class Sample:
     cause: str = ""  # the status's cause (`analysis.cause.Cause` value)
     split: str = ""  # the traffic split check's status (`analysis.split.SplitStatus`; "" before one)
     split_share: float | None = None  # the canary share the check measured (0 to 1)
+    # The status's ``lastCommand`` as written (id, command, at, result, message, by); None before any.
+    last_command: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,7 +6,11 @@ ready endpoints of each Service (keyed ``"namespace/name"`` or just ``"name"``; 
 What is reproduced, with where ingress-nginx does it:
 - order: Ingresses are taken oldest first (``creationTimestamp``), ties broken by ``namespace/name``
   DESCENDING (``sortIngressSlice`` in internal/ingress/controller/store/store.go); the first non-canary
-  Ingress to claim a host/path keeps it;
+  Ingress to claim a host/path (and pathType) keeps it, a later one is skipped ("Location ... already
+  configured for server ..." in ``getBackendServers``, internal/ingress/controller/controller.go);
+- the canary annotations are read under ``annotation_prefix`` (ingress-nginx's ``--annotations-prefix``):
+  a canary Ingress written under another prefix is not a canary here but a plain Ingress, skipped for a
+  host/path an older Ingress already serves (the canary-ignored scenario);
 - ``canary`` is parsed like Go's ``strconv.ParseBool``; integers like ``strconv.Atoi`` (an invalid
   ``canary-weight`` is 0, an invalid ``canary-weight-total`` keeps the default 100);
 - a canary path merges only into a location of a non-canary Ingress with the same host, path and pathType,

@@ -30,6 +30,8 @@ from songbird.controller.ports import ClusterReader, Kind, Obj
 from songbird.controller.routers.base import Change, RouteView
 
 ROLLOUT_LABEL = "songbird.dev/rollout"
+# The deprecated class annotation, copied from the main Ingress (module docstring: why).
+LEGACY_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
 # Annotation suffixes Songbird writes on the canary Ingress (and removes when it withdraws routing).
 CANARY_KEYS = (
     "canary",
@@ -218,6 +220,10 @@ class IngressNginxRouter:
         main_spec = view.main.get("spec") or {}
         spec = _retarget(main_spec, view.stable_service, split.canary_service)
         spec = {k: v for k, v in spec.items() if k in ("ingressClassName", "rules", "tls", "defaultBackend")}
+        annotations = self._annotations(policy, split)
+        legacy_class = (_meta(view.main).get("annotations") or {}).get(LEGACY_CLASS_ANNOTATION)
+        if legacy_class is not None:
+            annotations[LEGACY_CLASS_ANNOTATION] = legacy_class
         return {
             "apiVersion": "networking.k8s.io/v1",
             "kind": "Ingress",
@@ -225,7 +231,7 @@ class IngressNginxRouter:
                 "name": canary_name(policy.ingress),
                 "namespace": view.namespace,
                 "labels": {MANAGED_BY_ANNOTATION: MANAGED_BY_VALUE, ROLLOUT_LABEL: rollout},
-                "annotations": self._annotations(policy, split),
+                "annotations": annotations,
             },
             "spec": spec,
         }
@@ -283,7 +289,7 @@ class IngressNginxRouter:
         patch: dict[str, Any] = {}
         have = _meta(observed).get("annotations") or {}
         want = desired["metadata"]["annotations"]
-        ours = {self._key(k) for k in CANARY_KEYS}
+        ours = {self._key(k) for k in CANARY_KEYS} | {LEGACY_CLASS_ANNOTATION}
         delta: dict[str, Any] = {k: v for k, v in want.items() if have.get(k) != v}
         delta.update({k: None for k in have if k in ours and k not in want})
         if delta:

@@ -10,7 +10,9 @@ the main affinity, legacy keeps the canary's own; an affinity cookie beats the h
 without endpoints -> 503, canary without endpoints -> main); upstream names; Go-style parsing of
 annotations; a configurable annotation prefix; ingress classes (only the lab's class is served, by
 ``ingressClassName`` or the legacy annotation; a canary Ingress rendered by Songbird's router for a main
-Ingress classed by the legacy annotation has no class and is ignored: the canary-ignored scenario).
+Ingress classed by the legacy annotation carries that class and is served); a canary Ingress rendered
+under another annotation prefix than the controller reads is a plain Ingress for the main one's host/path,
+skipped as the main Ingress is older: the canary-ignored scenario.
 """
 
 from __future__ import annotations
@@ -324,12 +326,31 @@ def test_ingress_class_serves_only_that_class() -> None:
     assert only_route(translate([main_ingress, other], EPS)).canary is not None
 
 
-def test_a_main_ingress_classed_by_the_legacy_annotation_leaves_the_canary_without_a_class() -> None:
-    """The canary-ignored scenario: the canary copies the main Ingress' spec, not its annotations."""
+def test_a_main_ingress_classed_by_the_legacy_annotation_gives_a_canary_of_that_class() -> None:
+    """The router copies ``kubernetes.io/ingress.class`` to the canary: the lab's nginx serves both."""
     main_ingress = scenarios.main_ingress(legacy_class=True)
     canary_ingress = _rendered_canary(main_ingress, 10)
     assert "ingressClassName" not in canary_ingress["spec"]
     model = translate([main_ingress, canary_ingress], EPS, ingress_class="nginx")
     route = only_route(model)
-    assert route.ingress == "nginx" and route.canary is None and share(route, {"Region": "always"}) == 0.0
-    assert model.notes == ("default/nginx-canary: ignored: no ingress class, not 'nginx'",)
+    assert route.ingress == "nginx" and route.canary is not None and share(route) == pytest.approx(0.10)
+    assert model.notes == ()
+
+
+def test_a_canary_under_another_annotation_prefix_is_a_plain_ingress_the_older_main_one_outranks() -> None:
+    """The canary-ignored scenario: Songbird writes nginx.ingress.kubernetes.io/*, the controller reads
+    ingress.example.com/*; the canary Ingress, a second plain Ingress for foo.example.com/, is skipped."""
+    main_ingress = scenarios.main_ingress()
+    main_ingress["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    canary_ingress = _rendered_canary(main_ingress, 10)
+    canary_ingress["metadata"]["creationTimestamp"] = "2026-01-01T00:00:05Z"
+    prefix = scenarios.annotations_prefix(scenarios.Scenario.CANARY_IGNORED)
+    assert prefix != scenarios.SONGBIRD_ANNOTATION_PREFIX
+    model = translate([canary_ingress, main_ingress], EPS, annotation_prefix=prefix, ingress_class="nginx")
+    route = only_route(model)
+    assert route.ingress == "nginx" and route.main.service == "nginx-v1" and route.canary is None
+    assert share(route) == 0.0 and share(route, {"Region": "always"}) == 0.0
+    assert model.notes == ("default/nginx-canary: foo.example.com/ already served by Ingress nginx; skipped",)
+    # Read under Songbird's prefix (every other scenario), the same objects give the canary its 10%.
+    served = only_route(translate([canary_ingress, main_ingress], EPS, ingress_class="nginx"))
+    assert served.canary is not None and share(served) == pytest.approx(0.10)

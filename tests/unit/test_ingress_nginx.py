@@ -1,9 +1,10 @@
-"""The ingress-nginx router, on plain objects: the canary Ingress it renders (same hosts, paths, class and
-TLS as the main one, backend the canary Service, ownership label), the annotations for weight, header,
-cookie and stickiness, sub-percent weights with a total of 10000, minimal patches and no-op skipping,
-withdrawing routing removes affinity too, promotion patches the main Ingress with its resourceVersion,
-and the refusals: a hand-made canary for the same host/path, a foreign Ingress with our name, a canary
-Ingress owned by another policy naming the same main Ingress, a main Ingress routing to several Services."""
+"""The ingress-nginx router, on plain objects: the canary Ingress it renders (same hosts, paths, class and TLS
+as the main one, backend the canary Service, ownership label), the annotations for weight, header, cookie
+and stickiness, sub-percent weights with a total of 10000, minimal patches and no-op skipping, withdrawing
+routing removes affinity too, promotion patches the main Ingress with its resourceVersion, the legacy class
+annotation followed (copied, changed, removed with the main Ingress's), and the refusals: a hand-made canary
+for the same host/path, a foreign Ingress with our name, a canary Ingress owned by another policy naming the
+same main Ingress, a main Ingress routing to several Services."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from songbird.controller.routers.ingress_nginx import IngressNginxRouter
 from tests.support import scenario
 
 P = "nginx.ingress.kubernetes.io"
+LEGACY = "kubernetes.io/ingress.class"
 POLICY = load_policy_yaml("""
 ingress: nginx
 canary: {deployment: nginx-v2, service: nginx-v2}
@@ -71,6 +73,41 @@ def test_renders_canary_ingress_mirroring_the_main_one() -> None:
     rule = body["spec"]["rules"][0]
     assert rule["host"] == "foo.example.com"
     assert rule["http"]["paths"][0]["backend"]["service"]["name"] == "nginx-v2"
+
+
+def test_the_canary_follows_a_main_ingress_classed_by_the_legacy_annotation() -> None:
+    """ingress-nginx ignores a class-less Ingress (without --watch-ingress-without-class): the canary of a
+    main Ingress classed only by ``kubernetes.io/ingress.class`` must carry that annotation too."""
+    router = IngressNginxRouter()
+    split = TrafficSplit(stable_service="nginx-v1", canary_service="nginx-v2", weight=10, match_routes=True)
+    legacy = main_ingress()
+    del legacy["spec"]["ingressClassName"]
+    legacy["metadata"]["annotations"][LEGACY] = "nginx"
+    (change,) = router.plan(router.read(Objects(legacy), "default", POLICY, "nginx"), POLICY, "nginx", split)
+    assert change.op == "create" and change.body["metadata"]["annotations"][LEGACY] == "nginx"
+    assert "ingressClassName" not in change.body["spec"]
+    canary = {**change.body, "kind": "Ingress"}
+    # The main Ingress moves to another class: the canary follows on the next plan, the weight untouched.
+    legacy["metadata"]["annotations"][LEGACY] = "internal"
+    (moved,) = router.plan(
+        router.read(Objects(legacy, canary), "default", POLICY, "nginx"), POLICY, "nginx", split
+    )
+    assert moved.op == "patch" and moved.body == {"metadata": {"annotations": {LEGACY: "internal"}}}
+    # The main Ingress trades the annotation for spec.ingressClassName: the canary follows.
+    del legacy["metadata"]["annotations"][LEGACY]
+    legacy["spec"]["ingressClassName"] = "nginx"
+    (dropped,) = router.plan(
+        router.read(Objects(legacy, canary), "default", POLICY, "nginx"), POLICY, "nginx", split
+    )
+    assert dropped.body == {
+        "metadata": {"annotations": {LEGACY: None}},
+        "spec": {"ingressClassName": "nginx"},
+    }
+    # A main Ingress without the annotation gives a canary without it.
+    (plain,) = router.plan(
+        router.read(Objects(main_ingress()), "default", POLICY, "nginx"), POLICY, "nginx", split
+    )
+    assert LEGACY not in plain.body["metadata"]["annotations"]
 
 
 def test_weight_change_is_a_minimal_patch_and_no_op_is_skipped() -> None:
