@@ -2,95 +2,53 @@
 
 The tick is the only place that sequences I/O, and it keeps the order that makes a crash at any point
 safe to resume from:
-- act before record: the status annotation describes traffic that is already in force, so a restarted
-  controller never repeats a weight increase it did not record (it re-applies the same weight: a no-op);
+- act before record (`controller.transitions`): the status annotation describes traffic that is already in
+  force, so a restarted controller never repeats a weight increase it did not record;
 - within act, scale-ups first, then the route, then scale-downs: a weight is raised only onto canary pods
   that exist, and a rollback withdraws traffic before it removes pods;
 - a decision marked ``again`` (rollback, promotion) is recorded before the next transition is taken.
-Bad input (invalid policy, missing object, foreign canary Ingress, a Prometheus endpoint or URL the operator
-does not allow for the policy's namespace: `config.endpoint_choice.choose`) is recorded in the status and
-raised as a Warning Event on the policy ConfigMap, and traffic is not touched (nor is any request sent to
-a refused address).
+Bad input, a refused Prometheus endpoint, a transient API failure and a workload that does not accept the
+policy are refused (`controller.refusal`): said in the status and a Warning Event, traffic not touched.
+Deleting a policy (the cleanup finalizer, and what is withdrawn before it is removed) is
+`controller.deletion`; the status writes are `controller.status`.
 
 An operator's command (the ``songbird.dev/command`` annotation, `controller.commands`) is handed to the
 tick's pure step, which decides it first; its outcome is recorded in the status (``lastCommand``) and said
 in an Event naming who asked: a Warning for a refusal, an abort and a promotion that skips the analysis.
 The annotation itself is only read, never changed.
-
-Deleting a policy mid-rollout: the finalizer `CLEANUP_FINALIZER` is put on the policy ConfigMap by its own
-write just before the rollout's first change to the cluster (the canary scale-up), so every object Songbird
-touches is covered, even when a crash comes before the first status write. It is a separate merge patch
-because a merge patch replaces the whole finalizers list: it carries the other finalizers and the
-resourceVersion it was computed from as a precondition (a concurrent change answers 409 and the next tick
-tries again), which the status writes must not carry. A ConfigMap with ``metadata.deletionTimestamp`` is
-rolled back as a failed analysis would be (traffic withdrawn, then the canary Ingress deleted and the canary
-scaled to 0, the stable's replicas restored), a ``PolicyDeleted`` Event is emitted, and only then is the
-finalizer removed. When a rollout ends (Succeeded, Failed) the finalizer is removed too.
-
-Workload opt-in (`controller.consent`): when an object the rollout would change or route to does not accept
-the policy, `read_facts` raises `ConsentError` and the tick writes nothing to any workload:
-- before a rollout: the policy is refused (a ``NotAccepted`` Warning Event naming each object and what it
-  lacks, the same text as the status reason);
-- in the middle of one (the annotation was removed, or changed to name other policies): the rollout holds
-  where it is and warns the same way; no object is scaled, patched or routed to again, and no analysis is
-  run. Canary traffic therefore stays at the weight in force: the canary Ingress Songbird made keeps
-  sending that share to the canary Service until the owner restores the annotation (the rollout then
-  resumes from its recorded step) or the policy is deleted;
-- the policy deleted while consent is missing: Songbird withdraws the canary traffic it added by deleting
-  its own canary Ingress (managed-by songbird; no workload is touched, and ingress-nginx then sends all
-  traffic to the main Ingress's backend, as before the rollout), leaves the Deployments' replicas and pod
-  templates as they are (the Event says so), and removes the finalizer so the deletion completes. Taking
-  back its own traffic needs no consent: it changes only Songbird's object and returns the owner's route to
-  what the owner set up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
 from songbird.analysis.cause import Cause
-from songbird.analysis.decision import ACTIVE, Action, Decision, Facts
-from songbird.analysis.plan import Target, TrafficSplit
-from songbird.analysis.state import STATUS_ANNOTATION, Evidence, Phase, RolloutState
+from songbird.analysis.decision import ACTIVE, Action, Decision
+from songbird.analysis.plan import Target
+from songbird.analysis.state import STATUS_ANNOTATION, Phase, RolloutState
 from songbird.analysis.step import step
-from songbird.analysis.verdict import MetricResult
 from songbird.config.endpoint_choice import Refusal, choose
 from songbird.config.endpoints import EndpointSettings
-from songbird.config.errors import PolicyError, SongbirdError
+from songbird.config.errors import PolicyError
 from songbird.config.loader import load_policy_configmap
 from songbird.config.policy import Policy
 from songbird.controller.commands import read_request
+from songbird.controller.deletion import deleting as _deleting
+from songbird.controller.deletion import finish_deletion, set_finalizer, withdraw_own_traffic
 from songbird.controller.errors import ClusterError, Conflict, ConsentError, NotFound, OwnershipError
 from songbird.controller.facts import Observed, read_facts
-from songbird.controller.keys import CLEANUP_FINALIZER
 from songbird.controller.notices import notices
 from songbird.controller.ports import Clock, ClusterReader, ClusterWriter, Kind, Obj, Recorder
-from songbird.controller.routers.base import Router, RouteView
-from songbird.controller.status import StatusMemory, must_write
+from songbird.controller.refusal import BLOCKED, NOT_ACCEPTED, describe, refuse, report, source
+from songbird.controller.routers.base import Router
+from songbird.controller.status import StatusMemory, must_write, read_state, write_state
+from songbird.controller.transitions import Evaluator, Transitions
 
 log = structlog.get_logger("songbird")
-
-NOT_ACCEPTED = "NotAccepted"  # the Event reason when a workload has not opted in to the policy
-
-
-class Evaluator(Protocol):
-    def evaluate(
-        self, policy: Policy, namespace: str, state: RolloutState, now: float
-    ) -> tuple[tuple[MetricResult, ...], Evidence]:
-        """Verdicts for every metric of the policy, and the judge's updated evidence sums."""
-        ...
-
-    def forecast(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> str:
-        """Before a rollout: how long promotion evidence should take at the observed traffic."""
-        ...
-
-    def history(self, policy: Policy, namespace: str, state: RolloutState, now: float) -> Evidence:
-        """Before a rollout: the stable's counts over the last hours, as evidence entries for the judge."""
-        ...
 
 
 class TickListener(Protocol):
@@ -162,7 +120,7 @@ class Reconciler:
                 f"status annotation {STATUS_ANNOTATION} is not a valid rollout status ({exc}); "
                 "remove it to start over"
             )
-            self._report(configmap, RolloutState(), message)
+            report(self.writer, self.recorder, configmap, RolloutState(), message)
             return TickResult(state=None, error=message)
         now = self.clock.now()
         initial = state
@@ -171,27 +129,33 @@ class Reconciler:
             policy = load_policy_configmap(configmap, namespace_label=self.namespace_label)
             refusal = self._endpoint_refusal(policy, namespace, deleting=deleting)
             if refusal is not None:
-                return self._refuse(configmap, state, f"{_source(configmap)}: {refusal.describe()}", now)
+                return self._refuse(configmap, state, f"{source(configmap)}: {refusal.describe()}", now)
             view = self.router.read(self.reader, namespace, policy, name)
             observed = read_facts(
                 self.reader, view, namespace, policy, state, deleting=deleting, rollout=name
             )
         except ConsentError as exc:
             if deleting and state.phase in ACTIVE:
-                return self._withdraw_own_traffic(configmap, state, policy, view, exc.message, now)
+                edges = (self.reader, self.writer, self.recorder, self.router)
+                try:
+                    withdraw_own_traffic(*edges, configmap, policy, view, exc.message)
+                except ClusterError as error:
+                    return self._refuse(configmap, state, f"Kubernetes API: {error}", now, transient=True)
+                return TickResult(state=state)
             if deleting:
-                self._finish_deletion(configmap, state)
+                finish_deletion(self.reader, self.writer, self.recorder, configmap, state)
                 return TickResult(state=state)
             return self._refuse(configmap, state, exc.message, now, event_reason=NOT_ACCEPTED)
         except (PolicyError, OwnershipError, NotFound) as exc:
             if deleting and state.phase not in ACTIVE:
-                self._finish_deletion(configmap, state)  # nothing of a rollout to withdraw
+                # nothing of a rollout to withdraw
+                finish_deletion(self.reader, self.writer, self.recorder, configmap, state)
                 return TickResult(state=state)
-            return self._refuse(configmap, state, _describe(exc, configmap), now)
+            return self._refuse(configmap, state, describe(exc, configmap), now)
         except ClusterError as exc:
             return self._refuse(configmap, state, f"Kubernetes API: {exc}", now, transient=True)
 
-        tick = _Transitions(self, configmap, namespace, name, policy, observed, state, now)
+        tick = Transitions(self, configmap, namespace, name, policy, observed, state, now)
         try:
             step(
                 policy,
@@ -217,9 +181,9 @@ class Reconciler:
         if state.phase not in ACTIVE:
             try:
                 if deleting:
-                    self._finish_deletion(configmap, state)
+                    finish_deletion(self.reader, self.writer, self.recorder, configmap, state)
                 else:
-                    self._set_finalizer(namespace, name, present=False)
+                    set_finalizer(self.reader, self.writer, namespace, name, present=False)
             except Conflict as exc:  # the ConfigMap changed since it was read: the next tick tries again
                 log.info("finalizer not removed yet", rollout=f"{namespace}/{name}", reason=str(exc))
             except ClusterError as exc:
@@ -247,75 +211,9 @@ class Reconciler:
         chosen = choose(self.prometheus, policy.analysis.prometheus, namespace)
         return chosen if isinstance(chosen, Refusal) else None
 
-    # -- the cleanup finalizer ---------------------------------------------------------------------------
-
-    def _set_finalizer(self, namespace: str, name: str, *, present: bool) -> None:
-        """Add or remove `CLEANUP_FINALIZER`, keeping the other finalizers, with the resourceVersion the
-        list was read at as a precondition (a merge patch replaces the whole list)."""
-        current = self.reader.get(Kind.CONFIGMAP, namespace, name)
-        if current is None:
-            return
-        meta = current.get("metadata") or {}
-        finalizers = [str(f) for f in meta.get("finalizers") or []]
-        if (CLEANUP_FINALIZER in finalizers) == present:
-            return
-        kept = [f for f in finalizers if f != CLEANUP_FINALIZER]
-        wanted = [*kept, CLEANUP_FINALIZER] if present else kept
-        body = {"metadata": {"finalizers": wanted, "resourceVersion": meta.get("resourceVersion")}}
-        self.writer.patch(Kind.CONFIGMAP, namespace, name, body)
-        log.info(
-            "finalizer added" if present else "finalizer removed",
-            rollout=f"{namespace}/{name}",
-            finalizer=CLEANUP_FINALIZER,
-        )
-
-    def _finish_deletion(self, configmap: Obj, state: RolloutState) -> None:
-        """The canary is withdrawn (or there was none): say so, then let the API server delete the policy."""
-        meta = configmap.get("metadata") or {}
-        namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        if CLEANUP_FINALIZER not in (meta.get("finalizers") or []):
-            return
-        what = (
-            f"canary {state.canary} withdrawn: no canary traffic or route, {state.canary} scaled to 0"
-            if state.canary and state.phase is Phase.FAILED
-            else "no canary to withdraw"
-        )
-        self.recorder.event(
-            configmap, reason="PolicyDeleted", message=f"policy deleted: {what}"[:1024], warning=False
-        )
-        self._set_finalizer(namespace, name, present=False)
-
-    def _withdraw_own_traffic(
-        self, configmap: Obj, state: RolloutState, policy: Policy, view: RouteView, why: str, now: float
-    ) -> TickResult:
-        """The policy is deleted mid-rollout and a workload no longer accepts it: remove the canary
-        Ingress Songbird made (its own object; the plan for "no canary" changes nothing else, since the
-        main route keeps its stable Service), touch no workload, and let the deletion complete."""
-        meta = configmap.get("metadata") or {}
-        namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        withdraw = TrafficSplit(stable_service=view.stable_service)
-        try:
-            for change in self.router.plan(view, policy, name, withdraw):
-                if change.kind is Kind.INGRESS and change.name != policy.ingress and change.op == "delete":
-                    self.writer.delete(change.kind, namespace, change.name)
-                    log.info("route changed", rollout=f"{namespace}/{name}", change=change.what)
-            self.recorder.event(
-                configmap,
-                reason="PolicyDeleted",
-                message=(
-                    f"policy deleted: canary traffic withdrawn (canary Ingress removed); Deployments and "
-                    f"Services left as they are because {why}"
-                )[:1024],
-                warning=True,
-            )
-            self._set_finalizer(namespace, name, present=False)
-        except ClusterError as exc:
-            return self._refuse(configmap, state, f"Kubernetes API: {exc}", now, transient=True)
-        return TickResult(state=state)
-
     # -- act ---------------------------------------------------------------------------------------------
 
-    def _act(
+    def act(
         self, policy: Policy, namespace: str, name: str, observed: Observed, target: Target | None
     ) -> None:
         if target is None:
@@ -363,7 +261,7 @@ class Reconciler:
 
     # -- record ------------------------------------------------------------------------------------------
 
-    def _record(
+    def record(
         self,
         configmap: Obj,
         namespace: str,
@@ -447,127 +345,19 @@ class Reconciler:
         *,
         transient: bool = False,
         decisions: tuple[Decision, ...] = (),
-        event_reason: str = "RolloutBlocked",
+        event_reason: str = BLOCKED,
     ) -> TickResult:
-        meta = configmap.get("metadata") or {}
-        namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        log.warning(
-            "refused",
-            rollout=f"{namespace}/{name}",
-            phase=state.phase.value,
-            error=message,
+        refuse(
+            self.writer,
+            self.recorder,
+            configmap,
+            state,
+            message,
+            now,
             transient=transient,
+            event_reason=event_reason,
         )
-        if message != state.reason:
-            self._report(configmap, replace(state, reason=message, updated_at=now), message, event_reason)
         return TickResult(state=state, decisions=decisions, error=message)
-
-    def _report(
-        self, configmap: Obj, state: RolloutState, message: str, event_reason: str = "RolloutBlocked"
-    ) -> None:
-        meta = configmap.get("metadata") or {}
-        self.recorder.event(configmap, reason=event_reason, message=message[:1024], warning=True)
-        try:
-            write_state(self.writer, meta.get("namespace", ""), meta.get("name", ""), state)
-        except ClusterError as exc:
-            log.warning(
-                "status not written", configmap=f"{meta.get('namespace')}/{meta.get('name')}", error=str(exc)
-            )
-
-
-class _Transitions:
-    """The I/O between the transitions of one tick, handed to `analysis.step.step`: judge the metrics,
-    read the stable's history at a start, and for each decision act, then record, then (after an
-    ``again``) read the cluster afresh for the next one."""
-
-    def __init__(
-        self,
-        reconciler: Reconciler,
-        configmap: Obj,
-        namespace: str,
-        name: str,
-        policy: Policy,
-        observed: Observed,
-        state: RolloutState,
-        now: float,
-    ) -> None:
-        self.r = reconciler
-        self.configmap = configmap
-        self.namespace = namespace
-        self.name = name
-        self.policy = policy
-        self.observed = observed
-        self.state = state  # the last state recorded (or read at the tick's start)
-        self.now = now
-        self.evaluated = False  # the metrics were judged this tick
-        self.reported = False  # and the decision that took their verdicts was recorded
-        self.done: tuple[Decision, ...] = ()  # decisions acted on and recorded, in order
-
-    def verdicts(self, state: RolloutState) -> tuple[tuple[MetricResult, ...], Evidence]:
-        self.evaluated = True
-        self.reported = False
-        return self.r.evaluator.evaluate(self.policy, self.namespace, state, self.now)
-
-    def started(self, state: RolloutState) -> RolloutState:
-        said = self.r.evaluator.forecast(self.policy, self.namespace, state, self.now)
-        log.info("forecast", rollout=f"{self.namespace}/{self.name}", forecast=said)
-        seen = self.r.evaluator.history(self.policy, self.namespace, state, self.now)
-        return replace(state, forecast=said, evidence={**state.evidence, **seen})
-
-    def acted(self, decision: Decision, facts: Facts) -> Facts:
-        r = self.r
-        if decision.target is not None and decision.state.phase in ACTIVE and not facts.deleting:
-            # Before the rollout's first change: a later deletion of the policy waits for its cleanup.
-            r._set_finalizer(self.namespace, self.name, present=True)
-        r._act(self.policy, self.namespace, self.name, self.observed, decision.target)
-        evaluated = self.evaluated and not self.reported  # only the first decision after them saw them
-        self.reported = self.evaluated
-        r._record(self.configmap, self.namespace, self.name, self.state, decision, evaluated=evaluated)
-        self.done = (*self.done, decision)
-        self.state = decision.state
-        if decision.again:
-            view = r.router.read(r.reader, self.namespace, self.policy, self.name)
-            self.observed = read_facts(
-                r.reader,
-                view,
-                self.namespace,
-                self.policy,
-                self.state,
-                deleting=facts.deleting,
-                rollout=self.name,
-            )
-        return self.observed.facts
-
-
-def _deleting(configmap: Obj) -> bool:
-    return bool((configmap.get("metadata") or {}).get("deletionTimestamp"))
-
-
-def read_state(configmap: Obj) -> RolloutState:
-    text = ((configmap.get("metadata") or {}).get("annotations") or {}).get(STATUS_ANNOTATION)
-    return RolloutState() if not text else RolloutState.from_json(text)
-
-
-def write_state(
-    writer: ClusterWriter, namespace: str, name: str, state: RolloutState, *, text: str | None = None
-) -> None:
-    """Write ``state`` (its `RolloutState.to_json`, or ``text`` when already made) as the status."""
-    body = state.to_json() if text is None else text
-    writer.patch(Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: body}}})
-
-
-def _source(configmap: Obj) -> str:
-    meta = configmap.get("metadata") or {}
-    return f"ConfigMap {meta.get('namespace', '')}/{meta.get('name', '')}"
-
-
-def _describe(exc: SongbirdError, configmap: Obj) -> str:
-    source = _source(configmap)
-    if isinstance(exc, PolicyError):
-        return f"{source}: invalid policy: {exc.path + ': ' if exc.path else ''}{exc.message}"
-    if isinstance(exc, OwnershipError):
-        return f"{source}: {exc}"
-    return f"{source}: {exc}"
 
 
 def _event_reason(before: RolloutState, after: RolloutState, decision: Decision) -> str:
@@ -587,4 +377,12 @@ def _event_reason(before: RolloutState, after: RolloutState, decision: Decision)
     return names.get(after.phase, decision.action.value.capitalize())
 
 
-__all__ = ["Evaluator", "Reconciler", "TickListener", "TickResult", "read_state", "write_state"]
+__all__ = [
+    "NOT_ACCEPTED",
+    "Evaluator",
+    "Reconciler",
+    "TickListener",
+    "TickResult",
+    "read_state",
+    "write_state",
+]

@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 from songbird.analysis.evaluate import MAX_EVIDENCE_WINDOW
 from songbird.analysis.state import STATUS_ANNOTATION, RolloutState
-from songbird.controller.ports import Obj
+from songbird.controller.ports import ClusterWriter, Kind, Obj
 
 #: Seconds of unrecorded evaluations after which the status is written anyway.
 CHECKPOINT = MAX_EVIDENCE_WINDOW / 2
@@ -79,6 +79,19 @@ def must_write(before: RolloutState, after: RolloutState, *, recorded_at: float 
     if after.last_evaluated_at is None or after.last_evaluated_at == recorded_at:
         return False
     return recorded_at is None or after.last_evaluated_at - recorded_at >= CHECKPOINT
+
+
+def read_state(configmap: Obj) -> RolloutState:
+    text = ((configmap.get("metadata") or {}).get("annotations") or {}).get(STATUS_ANNOTATION)
+    return RolloutState() if not text else RolloutState.from_json(text)
+
+
+def write_state(
+    writer: ClusterWriter, namespace: str, name: str, state: RolloutState, *, text: str | None = None
+) -> None:
+    """Write ``state`` (its `RolloutState.to_json`, or ``text`` when already made) as the status."""
+    body = state.to_json() if text is None else text
+    writer.patch(Kind.CONFIGMAP, namespace, name, {"metadata": {"annotations": {STATUS_ANNOTATION: body}}})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -126,4 +139,4 @@ class StatusMemory:
         self._kept.pop((namespace, name), None)
 
 
-__all__ = ["CHECKPOINT", "StatusMemory", "annotation", "must_write"]
+__all__ = ["CHECKPOINT", "StatusMemory", "annotation", "must_write", "read_state", "write_state"]
