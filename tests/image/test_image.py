@@ -163,6 +163,8 @@ def test_run_in_the_container_drives_a_rollout_to_its_first_step(
                     NAMESPACE,
                     "--resync",
                     "1",
+                    "--prometheus-url",
+                    "http://127.0.0.1:9",
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
