@@ -21,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from songbird.bench.fake_cluster import merge_patch
 from songbird.config.policy import POLICY_LABEL
 from songbird.controller.cache import is_policy
 from songbird.controller.errors import Conflict, NotFound
@@ -39,19 +40,6 @@ analysis:
   cadence: 15s
   window: 15s
 """
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = _merge(out.get(key), value)
-    return out
 
 
 def _versioned(obj: Obj) -> dict[str, Any]:
@@ -176,7 +164,7 @@ class FakeApi:
             current = self._objects[kind].get((namespace, name))
             if current is None:
                 raise NotFound(f"{kind.value} {namespace}/{name} not found", status=404)
-            merged = _merge(current, patch)
+            merged = merge_patch(current, patch)
             if kind is Kind.DEPLOYMENT:  # a kubelet that keeps up: every replica ready at once
                 replicas = int((merged.get("spec") or {}).get("replicas") or 0)
                 merged["status"] = {

@@ -45,7 +45,7 @@ from songbird.config.command import Command, CommandName
 from songbird.config.loader import load_policy_yaml
 from songbird.config.policy import Policy
 
-POLICY = load_policy_yaml("""
+POLICY_TEXT = """
 ingress: nginx
 canary: {deployment: nginx-v2, service: nginx-v2}
 steps: [10, 30, 60]
@@ -60,24 +60,10 @@ analysis:
     - {name: latency, quantile: 0.99, max: 0.5}
   compare: {maxWait: 1m, onInconclusive: pause}
 promotion: {scaleDownDelay: 30s}
-""")
-PAUSING = load_policy_yaml(
-    """
-ingress: nginx
-canary: {deployment: nginx-v2, service: nginx-v2}
-steps: [10, {pause: 1m}, 30, {pause: {}}, 60, {pause: 30s}]
-interval: 1m
-analysis:
-  cadence: 15s
-  window: 15s
-  failureLimit: 2
-  errorDeadline: 2m
-  metrics:
-    - {name: error-rate, max: 0.02}
-    - {name: latency, quantile: 0.99, max: 0.5}
-  compare: {maxWait: 1m, onInconclusive: pause}
-promotion: {scaleDownDelay: 30s}
 """
+POLICY = load_policy_yaml(POLICY_TEXT)
+PAUSING = load_policy_yaml(
+    POLICY_TEXT.replace("steps: [10, 30, 60]", "steps: [10, {pause: 1m}, 30, {pause: {}}, 60, {pause: 30s}]")
 )
 TOTAL = 4
 T0 = 1_700_000_000.0
