@@ -10,7 +10,7 @@ exact. Fault injection and the request log exist only on the emulator (`World.em
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,12 +164,17 @@ class World:
         ]
 
 
-def seed(kube: KubeEmulator | Cluster, namespace: str = scenario.NAMESPACE) -> None:
-    """The scenario's objects; on the emulator also its Namespace (a real cluster's test namespace is made
-    by the e2e fixture)."""
+def seed(
+    kube: KubeEmulator | Cluster,
+    namespace: str = scenario.NAMESPACE,
+    *,
+    accept: Sequence[str] = scenario.ACCEPTED,
+) -> None:
+    """The scenario's objects, opted in to the policies ``accept`` names; on the emulator also its Namespace
+    (a real cluster's test namespace is made by the e2e fixture)."""
     if isinstance(kube, KubeEmulator | EmulatedCluster):
         kube.put("Namespace", None, scenario.namespace_object(namespace))
-    for obj in scenario.objects(namespace):
+    for obj in scenario.objects(namespace, accept=accept):
         kube.put(obj["kind"], namespace, obj)
 
 
